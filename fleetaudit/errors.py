@@ -1,0 +1,74 @@
+"""One tree of errors, so callers catch exactly the level they can handle.
+
+    FleetAuditError                 anything fleetaudit raises on purpose
+    +-- ConfigError                 the user's input is wrong (exit code 2)
+    |   +-- InventoryError          inventory file unreadable or invalid
+    +-- ParseError                  a command's output is not what its parser knows
+    +-- TransportError              a host could not be reached or talked to
+    |   +-- ConnectError            no TCP/SSH session (refused, timeout, DNS)
+    |   +-- AuthError               the host refused our credentials
+    |   +-- HostKeyError            the host key is unknown or does not match
+    |   +-- CommandError            a command could not be run or timed out
+    +-- ScanError                   nmap could not produce a usable scan
+    |   +-- NmapNotFoundError       nmap is missing or too old
+    |   +-- UnsafeTargetError       a target is outside what we may scan
+    +-- LabError                    the lab fleet could not be built or torn down
+
+Per-host errors (TransportError, ParseError, and a ScanError for one batch) are
+caught by the orchestrator and recorded as that host's outcome; only
+ConfigError and whole-run ScanErrors end a run.
+"""
+
+from __future__ import annotations
+
+
+class FleetAuditError(Exception):
+    """Base of every error fleetaudit raises on purpose."""
+
+
+class ConfigError(FleetAuditError):
+    """The user's input (options, inventory, policy) is wrong."""
+
+
+class InventoryError(ConfigError):
+    """The inventory file cannot be read or does not validate."""
+
+
+class ParseError(FleetAuditError):
+    """A command's output does not have the shape its parser expects."""
+
+
+class TransportError(FleetAuditError):
+    """A host could not be reached or talked to."""
+
+
+class ConnectError(TransportError):
+    """No session could be opened (refused, timed out, no route, DNS)."""
+
+
+class AuthError(TransportError):
+    """The host refused our credentials."""
+
+
+class HostKeyError(TransportError):
+    """The host key is unknown or differs from the one on record."""
+
+
+class CommandError(TransportError):
+    """A command could not be started, or ran past its time limit."""
+
+
+class ScanError(FleetAuditError):
+    """nmap could not produce a usable scan."""
+
+
+class NmapNotFoundError(ScanError):
+    """nmap is not installed, or is too old to be trusted."""
+
+
+class UnsafeTargetError(ScanError):
+    """A target is outside what this run is allowed to scan."""
+
+
+class LabError(FleetAuditError):
+    """The lab fleet could not be built, checked or torn down."""

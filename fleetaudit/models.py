@@ -1,0 +1,291 @@
+"""The contract between layers: every value that crosses a module boundary is one of these.
+
+Pure data, no I/O. results.json is `AuditResults.model_dump_json()`, so field
+names here are a public interface: rename nothing without a migration.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+RESULTS_SCHEMA_VERSION = 1
+
+
+class Model(BaseModel):
+    """Frozen and strict about unknown fields, so a typo is an error, not a silent default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Proto(StrEnum):
+    TCP = "tcp"
+    UDP = "udp"
+
+
+# --- inventory -------------------------------------------------------------
+
+
+class Connection(StrEnum):
+    SSH = "ssh"
+    LOCAL = "local"
+
+
+class InventoryHost(Model):
+    name: str
+    address: str
+    port: Port = 22
+    user: str = "root"
+    key_file: str | None = None
+    groups: list[str] = []
+    connection: Connection = Connection.SSH
+    # Refuse to scan this host unless the kernel routes it through this interface
+    # (the lab sets it to its bridge, so a lab run can never scan anything else).
+    route_dev: str | None = None
+
+
+class Inventory(Model):
+    source: str
+    hosts: list[InventoryHost]
+
+
+# --- running commands ------------------------------------------------------
+
+
+class CommandResult(Model):
+    """What one exec request returned; bytes are decoded by the caller's parser."""
+
+    command: str
+    exit_status: int | None
+    stdout: bytes
+    stderr: bytes
+    truncated: bool = False
+
+
+# --- internal view -----------------------------------------------------------
+
+
+class ListenerSource(StrEnum):
+    SS = "ss"
+    NETSTAT = "netstat"
+    PROC_NET = "proc_net"
+    LSOF = "lsof"
+
+
+class SocketOwner(Model):
+    command: str
+    pid: int
+    fd: int | None = None
+
+
+class Socket(Model):
+    """A listening TCP socket or a bound UDP socket, as one local tool reported it."""
+
+    proto: Proto
+    address: str
+    port: Port
+    scope: str | None = None
+    owners: list[SocketOwner] = []
+    source: ListenerSource
+
+    @property
+    def is_loopback(self) -> bool:
+        try:
+            ip = ipaddress.ip_address(self.address)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped.is_loopback
+        return ip.is_loopback
+
+
+class PackageOwner(Model):
+    manager: str
+    name: str
+    version: str | None = None
+
+
+class PackageLookup(Model):
+    """Who owns one path; `owner` None with a `manager` means 'not owned by any package'."""
+
+    path: str
+    manager: str | None
+    owner: PackageOwner | None
+
+
+class ProcessInfo(Model):
+    pid: int
+    exe: str | None = None
+    exe_deleted: bool = False
+    cmdline: list[str] = []
+    uid: int | None = None
+    user: str | None = None
+    package: PackageOwner | None = None
+    package_manager: str | None = None
+    errors: list[str] = []
+
+
+class InternalView(Model):
+    sockets: list[Socket] = []
+    processes: list[ProcessInfo] = []
+    tools: list[str] = []
+    missing_tools: list[str] = []
+
+
+# --- external view -----------------------------------------------------------
+
+
+class PortRange(Model):
+    first: Port
+    last: Port
+
+
+class ExternalPort(Model):
+    proto: Proto
+    port: Port
+    state: str
+    reason: str | None = None
+    service: str | None = None
+    product: str | None = None
+    version: str | None = None
+    extrainfo: str | None = None
+    tunnel: str | None = None
+    method: str | None = None
+    confidence: int | None = None
+    cpes: list[str] = []
+    fingerprint: str | None = None
+    default_service: str | None = None
+
+
+class ExtraPorts(Model):
+    """nmap's summary of the ports it did not list one by one ('997 closed')."""
+
+    proto: Proto | None = None
+    state: str
+    count: int
+
+
+class ExternalHost(Model):
+    address: str
+    status: str
+    reason: str | None = None
+    ports: list[ExternalPort] = []
+    extraports: list[ExtraPorts] = []
+    scanned: dict[Proto, list[PortRange]] = {}
+
+    def was_scanned(self, proto: Proto, port: int) -> bool:
+        return any(r.first <= port <= r.last for r in self.scanned.get(proto, []))
+
+    def unlisted_state(self, proto: Proto) -> str | None:
+        """State of a scanned port nmap did not list, when its summary makes it unambiguous."""
+        states = {e.state for e in self.extraports if e.proto in (None, proto)}
+        return states.pop() if len(states) == 1 else None
+
+
+class ScanRun(Model):
+    command: str
+    nmap_version: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    scan_type: str | None = None
+    hosts: list[ExternalHost] = []
+    errors: list[str] = []
+    complete: bool = True
+
+
+# --- verdicts and results -----------------------------------------------------
+
+
+class VerdictKind(StrEnum):
+    CONSISTENT = "CONSISTENT"
+    NONSTANDARD_PORT = "NONSTANDARD_PORT"
+    SERVICE_PROCESS_MISMATCH = "SERVICE_PROCESS_MISMATCH"
+    EXTERNAL_ONLY = "EXTERNAL_ONLY"
+    HIDDEN_LISTENER = "HIDDEN_LISTENER"
+    FORWARDED = "FORWARDED"
+    FILTERED = "FILTERED"
+    LOCAL_ONLY = "LOCAL_ONLY"
+    UNOWNED_BINARY = "UNOWNED_BINARY"
+    DELETED_BINARY = "DELETED_BINARY"
+    MODIFIED_BINARY = "MODIFIED_BINARY"
+    SUSPICIOUS_PATH = "SUSPICIOUS_PATH"
+    TOOLS_DISAGREE = "TOOLS_DISAGREE"
+    UNKNOWN = "UNKNOWN"
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+
+class Verdict(Model):
+    kind: VerdictKind
+    severity: Severity
+    message: str
+    evidence: list[str] = []
+
+
+class ListenerEvidence(Model):
+    address: str
+    scope: str | None = None
+    source: ListenerSource
+    pid: int | None = None
+    process: ProcessInfo | None = None
+
+
+class PortReport(Model):
+    proto: Proto
+    port: Port
+    external: ExternalPort | None = None
+    listeners: list[ListenerEvidence] = []
+    verdicts: list[Verdict] = []
+
+
+class HostStatus(StrEnum):
+    OK = "ok"
+    UNREACHABLE = "unreachable"
+    AUTH_FAILED = "auth_failed"
+    HOST_KEY_REJECTED = "host_key_rejected"
+    COLLECTION_FAILED = "collection_failed"
+    SCAN_FAILED = "scan_failed"
+    HOST_DOWN = "host_down"
+
+
+class Stage(StrEnum):
+    CONNECT = "connect"
+    COLLECT = "collect"
+    SCAN = "scan"
+
+
+class HostError(Model):
+    stage: Stage
+    message: str
+
+
+class HostResult(Model):
+    name: str
+    address: str
+    groups: list[str] = []
+    status: HostStatus
+    errors: list[HostError] = []
+    ports: list[PortReport] = []
+    internal: InternalView | None = None
+    external: ExternalHost | None = None
+
+
+class AuditResults(Model):
+    schema_version: int = RESULTS_SCHEMA_VERSION
+    tool_version: str
+    inventory: str
+    started_at: datetime
+    finished_at: datetime
+    scan: ScanRun | None = None
+    hosts: list[HostResult] = []

@@ -135,6 +135,7 @@ class InternalView(Model):
     processes: list[ProcessInfo] = []
     tools: list[str] = []
     missing_tools: list[str] = []
+    errors: list[str] = []
 
 
 # --- external view -----------------------------------------------------------

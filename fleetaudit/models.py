@@ -7,7 +7,7 @@ names here are a public interface: rename nothing without a migration.
 from __future__ import annotations
 
 import ipaddress
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -271,6 +271,53 @@ class HostError(Model):
     message: str
 
 
+class Waiver(Model):
+    """A documented exception to a rule, until a date; an expired one stops applying."""
+
+    rule: str
+    host: str | None = None
+    proto: Proto | None = None
+    port: Port | None = None
+    reason: str
+    owner: str
+    expires: date
+
+
+class Finding(Model):
+    """A policy rule that a host or port breaks; `id` is stable across runs."""
+
+    id: str
+    rule: str
+    severity: Severity
+    host: str
+    proto: Proto | None = None
+    port: Port | None = None
+    message: str
+    evidence: list[str] = []
+    remediation: str | None = None
+    waiver: Waiver | None = None
+    waiver_expired: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.waiver is None or self.waiver_expired
+
+
+class RuleOutcome(Model):
+    rule: str
+    passed: bool
+    findings: int = 0
+
+
+class ComplianceSummary(Model):
+    """Compliance of one group (or the fleet, group None) against the policy."""
+
+    group: str | None = None
+    hosts_total: int
+    hosts_compliant: int
+    rules: list[RuleOutcome] = []
+
+
 class HostResult(Model):
     name: str
     address: str
@@ -280,6 +327,8 @@ class HostResult(Model):
     ports: list[PortReport] = []
     internal: InternalView | None = None
     external: ExternalHost | None = None
+    findings: list[Finding] = []
+    compliant: bool | None = None
 
 
 class AuditResults(Model):
@@ -289,4 +338,6 @@ class AuditResults(Model):
     started_at: datetime
     finished_at: datetime
     scan: ScanRun | None = None
+    policy: str | None = None
     hosts: list[HostResult] = []
+    compliance: list[ComplianceSummary] = []

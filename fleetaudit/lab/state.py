@@ -1,0 +1,130 @@
+"""What a lab is, as the rest of fleetaudit sees it, and what `down` needs to undo it.
+
+`LabInfo` is the public description (hosts, files, planted cases). `LabState` wraps it
+with every resource `up` created, recorded *before* it is created, so `down` (or the
+cleanup of a failed `up`) removes exactly those and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from fleetaudit.errors import LabError
+from fleetaudit.models import Port, Proto, VerdictKind
+
+DEFAULT_STATE_DIR = Path("/run/fleetaudit-lab")
+DEFAULT_BRIDGE = "fa-br0"
+DEFAULT_SUBNET = "10.99.0.0/16"
+STATE_FILE = "lab.json"
+STATE_VERSION = 1
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LabHost(_Frozen):
+    name: str
+    address: str
+    netns: str
+    veth: str
+    sshd_pid: int
+
+
+class Plant(_Frozen):
+    """One planted case and what a correct audit must say about it."""
+
+    host: str
+    proto: Proto
+    port: Port
+    bind: str
+    description: str
+    exe: str
+    package: str | None
+    verdict: VerdictKind
+
+
+class LabInfo(_Frozen):
+    state_dir: Path
+    bridge: str
+    subnet: str
+    gateway: str
+    inventory: Path
+    known_hosts: Path
+    client_key: Path
+    hosts: list[LabHost]
+    plants: list[Plant]
+
+    def host(self, name: str) -> LabHost:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise LabError(f"no lab host named {name!r}")
+
+
+class RecordedProcess(_Frozen):
+    """A process `up` started; start_time (clock ticks since boot) tells it from a reused PID."""
+
+    pid: int
+    start_time: int
+    host: str
+    role: str
+    argv: list[str]
+
+
+class SysctlChange(_Frozen):
+    path: str
+    old: str
+    new: str
+
+
+class LabState(BaseModel):
+    """Mutable while `up` works; saved to lab.json at each checkpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = STATE_VERSION
+    status: Literal["building", "up"] = "building"
+    boot_id: str
+    bridge: str
+    bridge_alias: str
+    bridge_created: bool = False
+    netns: list[str] = []
+    veths: list[str] = []
+    processes: list[RecordedProcess] = []
+    sysctls: list[SysctlChange] = []
+    info: LabInfo | None = None
+
+
+def save_state(state_dir: Path, state: LabState) -> None:
+    """Write atomically, so a crash mid-write never leaves `down` without a record."""
+    path = state_dir / STATE_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(state.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_state(state_dir: Path) -> LabState | None:
+    path = state_dir / STATE_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise LabError(f"cannot read {path}: {exc}") from exc
+    try:
+        return LabState.model_validate_json(text)
+    except ValidationError as exc:
+        raise LabError(f"{path} is not a lab state file this version understands: {exc}") from exc
+
+
+def load_info(state_dir: Path = DEFAULT_STATE_DIR) -> LabInfo:
+    """The description of the lab that is up in `state_dir`."""
+    state = load_state(state_dir)
+    if state is None or state.status != "up" or state.info is None:
+        raise LabError(f"no lab is up in {state_dir} (start one with `fleetaudit lab up`)")
+    return state.info

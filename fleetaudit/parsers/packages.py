@@ -1,0 +1,212 @@
+"""Which package owns a path: `dpkg -S` and `rpm -qf` output to PackageLookup.
+
+Three answers per path, never guessed: owned (owner set), not owned (owner None,
+manager set) and unknown (both None: the tool said nothing usable about it).
+
+Both parsers expect the C locale (LC_ALL=C): the not-owned messages are translated.
+
+dpkg rules, each checked against real output (tests/fixtures/dpkg/):
+- `a, b:amd64: /p` -> name "a, b": every listed package, arch qualifier dropped,
+  duplicates (a:amd64, a:i386) merged. PackageOwner has a single name.
+- A diverted-from path holds the diverting package's own copy when it ships one
+  (the others' copies were moved to the diverted-to path), so it is owned by the
+  diverter alone; a local diversion, or one whose diverter does not ship the path,
+  leaves a file dpkg no longer vouches for: not owned.
+- A diverted-to path holds the copies of the other packages listing the from-path:
+  owned by them, or not owned when only the diverter lists it. dpkg prints no owner
+  line for it, so the answer needs the from-path's line in the same output;
+  without it the path is unknown.
+- After any `dpkg-query: warning:` (e.g. a package's .list file is missing) the
+  database is incomplete: "no path found" then means unknown, not "not owned".
+- dpkg -S takes glob patterns: a path with `*?[\\` must be sent as
+  dpkg_pattern(path), and an owner line for another path never answers it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import NoReturn
+
+from fleetaudit.errors import ParseError
+from fleetaudit.models import PackageLookup, PackageOwner
+
+DPKG = "dpkg"
+RPM = "rpm"
+
+_PKG = r"[a-z0-9][a-z0-9+.-]*(?::[a-z0-9-]+)?"
+_DPKG_OWNER = re.compile(rf"(?P<pkgs>{_PKG}(?:, {_PKG})*): (?P<path>/.*)")
+_DPKG_NOT_FOUND = "dpkg-query: no path found matching pattern "
+_DPKG_WARNING = "dpkg-query: warning: "
+_DPKG_DIVERSION = re.compile(
+    r"(?:diversion by (?P<by>[a-z0-9][a-z0-9+.-]*) |local diversion )(?P<end>from|to): (?P<path>.*)"
+)
+_GLOB = re.compile(r"([\\*?\[])")
+
+_RPM_NOT_OWNED = re.compile(r"file (?P<path>.*) is not owned by any package")
+_RPM_FILE_ERROR = re.compile(r"error: file (?P<path>.*): (?P<why>[^:]*)")
+_RPM_PACKAGE = re.compile(r"(?P<name>\S+) (?P<version>\S+)")
+
+# Usr-merge: /bin -> usr/bin etc. The kernel reports /usr/bin/X while dpkg may
+# have recorded /bin/X (Debian <= 12), or the other way round on newer releases.
+_MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32")
+
+
+def dpkg_pattern(path: str) -> str:
+    """`path` as a dpkg -S argument that matches only itself (dpkg globs its arguments)."""
+    return _GLOB.sub(r"\\\1", path)
+
+
+def usrmerge_aliases(path: str) -> list[str]:
+    """`path` first, then its other spelling across the usr-merge symlinks, if it has one."""
+    for top in _MERGED:
+        if path.startswith(f"/{top}/"):
+            return [path, "/usr" + path]
+        if path.startswith(f"/usr/{top}/"):
+            return [path, path[len("/usr"):]]
+    return [path]
+
+
+def resolve_usrmerge(lookups: Sequence[PackageLookup], path: str) -> PackageLookup:
+    """One answer for `path` from the lookups of all its usrmerge_aliases.
+
+    Owned if any spelling is owned; not owned only if every spelling was answered
+    "not owned"; unknown otherwise.
+    """
+    answers = {lookup.path: lookup for lookup in lookups}
+    spelled = [answers.get(alias) for alias in usrmerge_aliases(path)]
+    for lookup in spelled:
+        if lookup is not None and lookup.owner is not None:
+            return PackageLookup(path=path, manager=lookup.manager, owner=lookup.owner)
+    managers = {lookup.manager if lookup is not None else None for lookup in spelled}
+    if len(managers) == 1 and None not in managers:
+        return PackageLookup(path=path, manager=managers.pop(), owner=None)
+    return PackageLookup(path=path, manager=None, owner=None)
+
+
+def parse_dpkg_search(text: str, paths: list[str]) -> list[PackageLookup]:
+    """`dpkg -S PATH...` (stdout and stderr merged) -> one lookup per path, in order."""
+    listed: dict[str, list[str]] = {}
+    not_found: set[str] = set()
+    diverted_from: dict[str, str | None] = {}  # from-path -> diverting package
+    diverted_to: dict[str, tuple[str | None, str]] = {}  # to-path -> (diverter, from-path)
+    pending_from: tuple[str | None, str] | None = None
+    warned = False
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        if line.startswith(_DPKG_WARNING):
+            warned = True
+            continue
+        if line.startswith(_DPKG_NOT_FOUND):
+            not_found.add(line[len(_DPKG_NOT_FOUND):])
+        elif (div := _DPKG_DIVERSION.fullmatch(line)) is not None:
+            if div["end"] == "from":
+                pending_from = (div["by"], div["path"])
+                diverted_from[div["path"]] = div["by"]
+            elif pending_from is None or pending_from[0] != div["by"]:
+                _fail("dpkg -S", lineno, line, "diversion 'to' without its 'from'")
+            else:
+                diverted_to[div["path"]] = pending_from
+                pending_from = None
+        elif (own := _DPKG_OWNER.fullmatch(line)) is not None:
+            names = listed.setdefault(own["path"], [])
+            for pkg in own["pkgs"].split(", "):
+                name = pkg.partition(":")[0]
+                if name not in names:
+                    names.append(name)
+        else:
+            _fail("dpkg -S", lineno, line, "not a dpkg -S answer")
+
+    def answer(path: str) -> PackageLookup:
+        names: list[str] | None = listed.get(path)
+        if path in diverted_from:
+            diverter = diverted_from[path]
+            if not names and warned:
+                return PackageLookup(path=path, manager=None, owner=None)
+            names = [diverter] if names and diverter in names else []
+        elif names is None and path in diverted_to:
+            diverter, source = diverted_to[path]
+            if source not in listed:
+                return PackageLookup(path=path, manager=None, owner=None)
+            names = [name for name in listed[source] if name != diverter]
+        elif names is None:
+            if warned or (path not in not_found and dpkg_pattern(path) not in not_found):
+                return PackageLookup(path=path, manager=None, owner=None)
+            names = []
+        owner = PackageOwner(manager=DPKG, name=", ".join(names)) if names else None
+        return PackageLookup(path=path, manager=DPKG, owner=owner)
+
+    return [answer(path) for path in paths]
+
+
+def parse_rpm_qf(text: str, paths: list[str]) -> list[PackageLookup]:
+    """`rpm -qf --queryformat '%{NAME} %{VERSION}-%{RELEASE}\\n' PATH...` -> one lookup per path.
+
+    Package lines do not name their path, so they are matched by position between
+    the lines that do ("not owned", "error: file"). A path owned by several
+    packages prints several lines: fine when it is alone between two anchors,
+    ambiguous (ParseError) when it shares the stretch with other unanchored paths;
+    query such paths one at a time.
+    """
+    results: list[PackageLookup | None] = [None] * len(paths)
+    next_path = 0
+    unanchored: list[tuple[int, str, str]] = []  # (lineno, name, version) since last anchor
+    lines = text.split("\n")
+
+    def settle(upto: int) -> None:
+        """Give the package lines seen since the last anchor to paths[next_path:upto]."""
+        waiting = range(next_path, upto)
+        if len(unanchored) == len(waiting):
+            for index, (_, name, version) in zip(waiting, unanchored, strict=True):
+                results[index] = _rpm_owned(paths[index], [(name, version)])
+        elif len(waiting) == 1 and unanchored:
+            results[waiting[0]] = _rpm_owned(paths[waiting[0]], [(n, v) for _, n, v in unanchored])
+        elif unanchored:
+            first = unanchored[0][0]
+            _fail("rpm -qf", first, lines[first - 1],
+                  f"{len(unanchored)} package lines for {len(waiting)} paths: ambiguous")
+        unanchored.clear()
+
+    def anchor(path: str, lineno: int, line: str) -> int:
+        for index in range(next_path, len(paths)):
+            if paths[index] == path:
+                settle(index)
+                return index
+        _fail("rpm -qf", lineno, line, "answer for a path not asked, or out of order")
+
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip() or line.startswith("warning: "):
+            continue
+        if (hit := _RPM_NOT_OWNED.fullmatch(line)) is not None:
+            index = anchor(hit["path"], lineno, line)
+            results[index] = PackageLookup(path=paths[index], manager=RPM, owner=None)
+            next_path = index + 1
+        elif (err := _RPM_FILE_ERROR.fullmatch(line)) is not None:
+            # "No such file or directory" for a path the database does not know
+            # (rpm 4.18 still answers for a deleted file it owns): not an answer.
+            index = anchor(err["path"], lineno, line)
+            results[index] = PackageLookup(path=paths[index], manager=None, owner=None)
+            next_path = index + 1
+        elif (pkg := _RPM_PACKAGE.fullmatch(line)) is not None and not line.startswith("error:"):
+            unanchored.append((lineno, pkg["name"], pkg["version"]))
+        else:
+            _fail("rpm -qf", lineno, line, "not an rpm -qf answer")
+    settle(len(paths))
+    return [
+        result if result is not None else PackageLookup(path=path, manager=None, owner=None)
+        for path, result in zip(paths, results, strict=True)
+    ]
+
+
+def _rpm_owned(path: str, packages: list[tuple[str, str]]) -> PackageLookup:
+    names = list(dict.fromkeys(name for name, _ in packages))
+    versions = {version for _, version in packages}
+    owner = PackageOwner(manager=RPM, name=", ".join(names),
+                         version=versions.pop() if len(versions) == 1 else None)
+    return PackageLookup(path=path, manager=RPM, owner=owner)
+
+
+def _fail(tool: str, lineno: int, line: str, why: str) -> NoReturn:
+    shown = line if len(line) <= 120 else line[:120] + "..."
+    raise ParseError(f"{tool} output line {lineno}: {why}: {shown!r}")

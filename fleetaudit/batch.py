@@ -35,7 +35,8 @@ def build_script(commands: Sequence[BatchCommand], nonce: str) -> str:
     """A sh script running each command in a subshell, stdin closed, framed by markers."""
     if not _NONCE.match(nonce):
         raise ValueError("nonce must be 8-64 alphanumeric characters")
-    lines = []
+    # Parsers know the C locale's messages ("no path found"), not their translations.
+    lines = ["LC_ALL=C; export LC_ALL"]
     for item in commands:
         if not _NAME.match(item.name):
             raise ValueError(f"bad section name {item.name!r}")

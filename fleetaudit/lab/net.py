@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fleetaudit.errors import LabError, UnsafeTargetError
+from fleetaudit import scanner
+from fleetaudit.errors import LabError
 from fleetaudit.lab.proc import run
 from fleetaudit.lab.state import DEFAULT_BRIDGE, LabState, SysctlChange
 
@@ -363,19 +364,6 @@ def _write_sysctl(path: str, value: str) -> None:
 def check_route(address: str, bridge: str) -> None:
     """Raise UnsafeTargetError unless the kernel sends `address` out through `bridge`.
 
-    Asked of the kernel (`ip route get`) rather than computed, so policy routing, a VPN or a
-    route added after the lab came up cannot make a lab scan leave the machine.
+    The scanner's own gate, so the lab and every audit refuse by one rule.
     """
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError as exc:
-        raise UnsafeTargetError(f"{address!r} is not an IP address") from exc
-    try:
-        result = _json(["ip", "-j", "route", "get", str(ip)])
-    except LabError as exc:
-        raise UnsafeTargetError(f"cannot tell how {address} is routed: {exc}") from exc
-    dev = result[0].get("dev") if result else None
-    if dev != bridge:
-        raise UnsafeTargetError(
-            f"{address} is routed via {dev or 'nothing'}, not the lab bridge {bridge}: "
-            "refusing to touch it")
+    scanner.check_route(address, bridge)

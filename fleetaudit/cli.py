@@ -1,0 +1,196 @@
+"""The command line: parse options, call the layers, print where the report is. Nothing more.
+
+Exit codes: 0 audit complete; 2 usage or configuration error; 3 audit incomplete (some
+host could not be fully audited; the report says why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from fleetaudit import lab
+from fleetaudit.errors import ConfigError, FleetAuditError, LabError
+from fleetaudit.inventory import load_inventory
+from fleetaudit.models import Connection, HostResult, HostStatus, Inventory, InventoryHost
+from fleetaudit.orchestrator import AuditOptions, AuditOutcome, run_audit
+from fleetaudit.report import results_from_json, write_report
+from fleetaudit.transport import HostKeyPolicy, SSHOptions
+
+EXIT_OK, EXIT_CONFIG, EXIT_INCOMPLETE = 0, 2, 3
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Audit what really listens on every open port of a fleet.")
+lab_app = typer.Typer(no_args_is_help=True, help="The lab fleet: SSH hosts in network namespaces.")
+app.add_typer(lab_app, name="lab")
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def local_inventory() -> Inventory:
+    """The embedded default: this machine, scanned on 127.0.0.1, read without SSH."""
+    host = InventoryHost(name=socket.gethostname() or "localhost", address="127.0.0.1",
+                         connection=Connection.LOCAL, groups=["local"])
+    return Inventory(source="<local machine>", hosts=[host])
+
+
+def _default_out() -> Path:
+    return Path("reports") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _show_host(result: HostResult) -> None:
+    mark = "[green]ok[/]" if result.status is HostStatus.OK else f"[red]{result.status.value}[/]"
+    detail = f": {result.errors[0].message}" if result.errors else ""
+    err.print(f"  {result.name} ({result.address}) {mark} {len(result.ports)} ports{detail}",
+              markup=True, soft_wrap=True)
+
+
+def _write_evidence(out_dir: Path, outcome: AuditOutcome) -> None:
+    if outcome.nmap_xml is None:
+        return
+    path = out_dir / "nmap.xml"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(outcome.nmap_xml)
+
+
+def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path) -> int:
+    err.print(f"Auditing {len(inventory.hosts)} host(s) from {inventory.source}")
+    outcome = asyncio.run(run_audit(inventory, options, on_host_done=_show_host))
+    paths = write_report(outcome.results, out_dir)
+    _write_evidence(out_dir, outcome)
+    failed = [h for h in outcome.results.hosts if h.status is not HostStatus.OK]
+    if outcome.results.scan is None:
+        err.print("[yellow]No scan result: the external view is missing.[/]")
+    err.print(f"results: {paths.results_json}")
+    out.print(str(paths.index_html))
+    if failed:
+        err.print(f"[yellow]{len(failed)} host(s) not fully audited: see the report.[/]")
+        return EXIT_INCOMPLETE
+    return EXIT_OK
+
+
+def _fail(exc: FleetAuditError) -> typer.Exit:
+    err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+    return typer.Exit(EXIT_CONFIG)
+
+
+@app.command()
+def audit(
+    inventory: Annotated[Path | None, typer.Argument(
+        help="Ansible-style YAML inventory. Without it, audit this machine (no SSH).")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Where results.json and index.html go [default: reports/<time>]")
+    ] = None,
+    known_hosts: Annotated[Path | None, typer.Option(
+        help="known_hosts file [default: ~/.ssh/known_hosts]")] = None,
+    host_key_policy: Annotated[HostKeyPolicy, typer.Option(
+        help="strict: only known keys; accept-new: record unknown hosts' keys; off: no check"
+    )] = HostKeyPolicy.STRICT,
+    concurrency: Annotated[int, typer.Option(min=1, max=1000,
+                                             help="Hosts collected at once")] = 50,
+    ports: Annotated[str | None, typer.Option(
+        help="nmap port list (e.g. 22,80,1-1024) [default: nmap's top 1000]")] = None,
+    connect_timeout: Annotated[float, typer.Option(min=1.0, help="SSH connect timeout, s")] = 10.0,
+) -> None:
+    """Scan the fleet from outside, look inside every host, and reconcile the two."""
+    try:
+        inv = load_inventory(inventory) if inventory else local_inventory()
+    except ConfigError as exc:
+        raise _fail(exc) from exc
+    options = AuditOptions(
+        ssh=SSHOptions(known_hosts=known_hosts, host_key_policy=host_key_policy,
+                       connect_timeout=connect_timeout),
+        concurrency=concurrency, ports=ports,
+    )
+    try:
+        code = _audit(inv, options, out_dir or _default_out())
+    except FleetAuditError as exc:
+        raise _fail(exc) from exc
+    raise typer.Exit(code)
+
+
+@app.command()
+def report(
+    results: Annotated[Path, typer.Argument(help="A results.json from an earlier audit")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where to write the report")],
+) -> None:
+    """Re-render a report from a saved results.json, without auditing again."""
+    try:
+        text = results.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        err.print(f"[red]error:[/] cannot read {results}: {exc}")
+        raise typer.Exit(EXIT_CONFIG) from exc
+    try:
+        paths = write_report(results_from_json(text), out_dir)
+    except FleetAuditError as exc:
+        raise _fail(exc) from exc
+    out.print(str(paths.index_html))
+
+
+@app.command()
+def demo(
+    hosts: Annotated[int, typer.Option(min=1, max=250, help="Lab hosts to bring up")] = 4,
+    out_dir: Annotated[Path, typer.Option("--out", "-o")] = Path("reports/demo"),
+    keep_lab: Annotated[bool, typer.Option(help="Leave the lab running afterwards")] = False,
+) -> None:
+    """Bring up the lab fleet, audit it, tear it down; as non-root, audit this machine."""
+    if os.geteuid() != 0:
+        err.print("Not root: a lab fleet needs network namespaces, so this demo audits "
+                  "the local machine instead (nmap on 127.0.0.1, commands run locally).")
+        try:
+            code = _audit(local_inventory(), AuditOptions(), out_dir)
+        except FleetAuditError as exc:
+            raise _fail(exc) from exc
+        raise typer.Exit(code)
+    try:
+        info = lab.up(hosts)
+    except LabError as exc:
+        raise _fail(exc) from exc
+    try:
+        inv = load_inventory(info.inventory)
+        options = AuditOptions(ssh=SSHOptions(known_hosts=info.known_hosts))
+        code = _audit(inv, options, out_dir)
+    except FleetAuditError as exc:
+        raise _fail(exc) from exc
+    finally:
+        if not keep_lab:
+            lab.down()
+    raise typer.Exit(code)
+
+
+@lab_app.command("up")
+def lab_up(
+    count: Annotated[int, typer.Argument(min=1, max=1000, help="Number of hosts")] = 4,
+    state_dir: Annotated[Path, typer.Option(help="Where the lab keeps its state")] = (
+        lab.DEFAULT_STATE_DIR),
+) -> None:
+    """Create COUNT SSH hosts in network namespaces on 10.99.0.0/16, with planted cases."""
+    try:
+        info = lab.up(count, state_dir=state_dir)
+    except LabError as exc:
+        raise _fail(exc) from exc
+    err.print(f"{len(info.hosts)} lab hosts up on bridge {info.bridge}")
+    err.print(f"audit them with: fleetaudit audit {info.inventory} "
+              f"--known-hosts {info.known_hosts}")
+    out.print(str(info.inventory))
+
+
+@lab_app.command("down")
+def lab_down(
+    state_dir: Annotated[Path, typer.Option(help="Where the lab keeps its state")] = (
+        lab.DEFAULT_STATE_DIR),
+) -> None:
+    """Tear down exactly what `lab up` created."""
+    try:
+        lab.down(state_dir)
+    except LabError as exc:
+        raise _fail(exc) from exc
+    err.print("lab down")

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what fleetaudit needs on Debian: system tools via apt-get (when root) and
+# the Python environment in .venv. Safe to run again: it only does what is missing.
+#   scripts/setup.sh          what an audit needs
+#   scripts/setup.sh --dev    plus the test and lint tools
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(nmap openssh-server openssh-client lsof iproute2 iptables procps python3-venv)
+extras="."
+if [ "${1:-}" = "--dev" ]; then
+  extras=".[dev]"
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: apt-get install ${missing[*]}"
+    # Installing openssh-server must not start the machine's own sshd on every address.
+    guard=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+      guard=/usr/sbin/policy-rc.d
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ -n "$guard" ] && rm -f "$guard"
+  fi
+else
+  echo "setup: not root, so no apt-get; make sure these are installed: ${packages[*]}" >&2
+fi
+
+# Debian's python, not a pyenv shim: the venv must outlive whatever shell set it up.
+python=/usr/bin/python3
+[ -x "$python" ] || python=python3
+stamp=".venv/.fleetaudit-setup"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  [ -x .venv/bin/python ] || "$python" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e "$extras"
+  echo "$want" > "$stamp"
+fi

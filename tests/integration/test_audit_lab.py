@@ -1,0 +1,212 @@
+"""End to end: bring up a lab fleet, run `fleetaudit audit` as a user would, read results.json.
+
+Real sshd, real nmap, real namespaces: the planted cases must come out with their
+verdict, PID, executable and package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleetaudit import lab
+
+pytestmark = pytest.mark.lab
+
+STATE_DIR = Path("/run/fleetaudit-test-audit")
+BRIDGE = "fa-it0"
+SUBNET = "10.99.100.0/24"
+NOBODY = "10.99.100.250"  # on the lab bridge, but no host answers there
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root for network namespaces"
+    for tool in ("ip", "nmap", "iptables"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    if not Path("/usr/sbin/sshd").exists():
+        return "openssh-server is not installed"
+    return None
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    lab.down(STATE_DIR)
+    info = lab.up(3, state_dir=STATE_DIR, subnet=SUBNET, bridge=BRIDGE)
+    try:
+        yield info
+    finally:
+        lab.down(STATE_DIR)
+
+
+def fleetaudit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fleetaudit", *args], capture_output=True,
+                          text=True, timeout=600, check=False)
+
+
+@pytest.fixture(scope="module")
+def audit(fleet, tmp_path_factory):
+    out = tmp_path_factory.mktemp("audit")
+    proc = fleetaudit("audit", str(fleet.inventory), "--known-hosts", str(fleet.known_hosts),
+                      "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    return out, results, proc
+
+
+def host_result(results, name):
+    [host] = [h for h in results["hosts"] if h["name"] == name]
+    return host
+
+
+def port_of(host, proto, port):
+    [found] = [p for p in host["ports"] if p["proto"] == proto and p["port"] == port]
+    return found
+
+
+def kinds(port):
+    return [v["kind"] for v in port["verdicts"]]
+
+
+def test_every_lab_host_is_audited(fleet, audit):
+    _, results, _ = audit
+    assert sorted(h["name"] for h in results["hosts"]) == sorted(h.name for h in fleet.hosts)
+    for host in results["hosts"]:
+        assert host["status"] == "ok", host["errors"]
+        ssh = port_of(host, "tcp", 22)
+        assert ssh["external"]["service"] == "ssh"
+        assert kinds(ssh) == ["CONSISTENT"]
+        [sshd] = [h for h in fleet.hosts if h.name == host["name"]]
+        assert {ev["pid"] for ev in ssh["listeners"]} == {sshd.sshd_pid}
+
+
+def test_each_planted_case_gets_its_verdict_and_evidence(fleet, audit):
+    _, results, _ = audit
+    assert fleet.plants, "the lab planted nothing"
+    for plant in fleet.plants:
+        port = port_of(host_result(results, plant.host), plant.proto, plant.port)
+        assert plant.verdict in kinds(port), (plant, port["verdicts"])
+        if plant.exe is None:
+            continue
+        processes = [ev["process"] for ev in port["listeners"] if ev["process"]]
+        assert processes, plant
+        assert processes[0]["exe"] == plant.exe
+        package = processes[0]["package"]
+        assert (package["name"] if package else None) == plant.package, plant
+
+
+def test_sshd_on_port_24_is_identified_as_ssh_with_its_chain(fleet, audit):
+    _, results, _ = audit
+    [plant] = [p for p in fleet.plants if p.port == 24]
+    [sshd] = [h for h in fleet.hosts if h.name == plant.host]
+    port = port_of(host_result(results, plant.host), "tcp", 24)
+    assert port["external"]["service"] == "ssh"
+    assert port["external"]["product"] == "OpenSSH"
+    assert port["external"]["version"]
+    assert port["external"]["default_service"] == "priv-mail"
+    # sshd binds 0.0.0.0 and :: separately: two sockets, one process.
+    assert {ev["address"] for ev in port["listeners"]} == {"0.0.0.0", "::"}
+    for listener in port["listeners"]:
+        assert listener["pid"] == sshd.sshd_pid
+        assert listener["process"]["exe"] == "/usr/sbin/sshd"
+        assert listener["process"]["package"]["name"] == "openssh-server"
+        assert listener["process"]["user"] == "root"
+
+
+def test_firewalled_port_is_filtered_from_outside(fleet, audit):
+    _, results, _ = audit
+    [plant] = [p for p in fleet.plants if p.verdict == "FILTERED"]
+    port = port_of(host_result(results, plant.host), "tcp", plant.port)
+    assert port["external"]["state"] == "filtered"
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.chunks.append(data)
+
+
+def test_report_shows_the_planted_chain(fleet, audit):
+    out, _, proc = audit
+    html = (out / "index.html").read_text()
+    assert proc.stdout.strip() == str(out / "index.html")
+    parser = _Text()
+    parser.feed(html)
+    text = " ".join(parser.chunks)
+    [plant] = [p for p in fleet.plants if p.port == 24]
+    [sshd] = [h for h in fleet.hosts if h.name == plant.host]
+    for fact in ("NONSTANDARD_PORT", "OpenSSH", "/usr/sbin/sshd", "openssh-server",
+                 str(sshd.sshd_pid), "UNOWNED_BINARY", "LOCAL_ONLY", "FILTERED"):
+        assert fact in text, fact
+    for name in ("results.json", "index.html", "nmap.xml"):
+        assert (out / name).stat().st_mode & 0o077 == 0, name
+
+
+def test_report_rerenders_from_results(audit, tmp_path):
+    out, results, _ = audit
+    proc = fleetaudit("report", str(out / "results.json"), "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    assert "NONSTANDARD_PORT" in (tmp_path / "index.html").read_text()
+
+
+def test_a_failing_host_is_an_outcome_not_the_end_of_the_run(fleet, tmp_path):
+    inventory = yaml.safe_load(fleet.inventory.read_text())
+    group = inventory["all"]["children"]["lab"]["hosts"]
+    first = next(iter(group.values()))
+    group["ghost"] = {**first, "ansible_host": NOBODY}
+    group["wrongkey"] = {**next(iter(list(group.values())[1:])),
+                         "ansible_ssh_private_key_file": str(tmp_path / "no-such-key")}
+    broken = tmp_path / "inventory.yml"
+    broken.write_text(yaml.safe_dump(inventory))
+    proc = fleetaudit("audit", str(broken), "--known-hosts", str(fleet.known_hosts),
+                      "--out", str(tmp_path / "out"), "--connect-timeout", "3")
+    assert proc.returncode == 3, proc.stderr
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    status = {h["name"]: h["status"] for h in results["hosts"]}
+    assert status["ghost"] == "unreachable"
+    assert status["wrongkey"] == "auth_failed"
+    assert [s for n, s in status.items() if n not in ("ghost", "wrongkey")] == ["ok"] * 3
+    ghost = host_result(results, "ghost")
+    assert ghost["errors"] and ghost["errors"][0]["stage"] == "connect"
+
+
+def test_unknown_host_key_is_refused_under_strict_policy(fleet, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    proc = fleetaudit("audit", str(fleet.inventory), "--known-hosts", str(empty),
+                      "--out", str(tmp_path / "strict"))
+    assert proc.returncode == 3
+    results = json.loads((tmp_path / "strict" / "results.json").read_text())
+    assert {h["status"] for h in results["hosts"]} == {"host_key_rejected"}
+
+    proc = fleetaudit("audit", str(fleet.inventory), "--known-hosts", str(empty),
+                      "--host-key-policy", "accept-new", "--out", str(tmp_path / "tofu"))
+    assert proc.returncode == 0, proc.stderr
+    recorded = empty.read_text().splitlines()
+    assert len(recorded) == len(fleet.hosts)
+    # The recorded keys are the lab's real host keys.
+    assert sorted(recorded) == sorted(fleet.known_hosts.read_text().splitlines())
+
+
+def test_broken_inventory_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("all:\n  hosts:\n    h1:\n      ansible_port: [\n")
+    proc = fleetaudit("audit", str(bad), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert "bad.yml" in proc.stderr and "Traceback" not in proc.stderr

@@ -200,8 +200,8 @@ def test_unknown_host_key_is_refused_under_strict_policy(fleet, tmp_path):
     assert proc.returncode == 0, proc.stderr
     recorded = empty.read_text().splitlines()
     assert len(recorded) == len(fleet.hosts)
-    # The recorded keys are the lab's real host keys.
-    assert sorted(recorded) == sorted(fleet.known_hosts.read_text().splitlines())
+    # The recorded keys are the lab's real host keys (its file also lists port 24).
+    assert set(recorded) <= set(fleet.known_hosts.read_text().splitlines())
 
 
 def test_broken_inventory_is_a_clear_error(tmp_path):

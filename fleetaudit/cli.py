@@ -19,9 +19,16 @@ from rich.console import Console
 from fleetaudit import lab
 from fleetaudit.errors import ConfigError, FleetAuditError, LabError
 from fleetaudit.inventory import load_inventory
-from fleetaudit.models import Connection, HostResult, HostStatus, Inventory, InventoryHost
+from fleetaudit.models import (
+    AuditResults,
+    Connection,
+    HostResult,
+    HostStatus,
+    Inventory,
+    InventoryHost,
+)
 from fleetaudit.orchestrator import AuditOptions, AuditOutcome, run_audit
-from fleetaudit.report import results_from_json, write_report
+from fleetaudit.report import ReportPaths, results_from_json, write_report
 from fleetaudit.transport import HostKeyPolicy, SSHOptions
 
 EXIT_OK, EXIT_CONFIG, EXIT_INCOMPLETE = 0, 2, 3
@@ -61,11 +68,21 @@ def _write_evidence(out_dir: Path, outcome: AuditOutcome) -> None:
         handle.write(outcome.nmap_xml)
 
 
+def _write(results: AuditResults, out_dir: Path) -> ReportPaths:
+    try:
+        return write_report(results, out_dir)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from exc
+
+
 def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path) -> int:
     err.print(f"Auditing {len(inventory.hosts)} host(s) from {inventory.source}")
     outcome = asyncio.run(run_audit(inventory, options, on_host_done=_show_host))
-    paths = write_report(outcome.results, out_dir)
-    _write_evidence(out_dir, outcome)
+    paths = _write(outcome.results, out_dir)
+    try:
+        _write_evidence(out_dir, outcome)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out_dir}/nmap.xml: {exc.strerror or exc}") from exc
     failed = [h for h in outcome.results.hosts if h.status is not HostStatus.OK]
     if outcome.results.scan is None:
         err.print("[yellow]No scan result: the external view is missing.[/]")
@@ -129,7 +146,7 @@ def report(
         err.print(f"[red]error:[/] cannot read {results}: {exc}")
         raise typer.Exit(EXIT_CONFIG) from exc
     try:
-        paths = write_report(results_from_json(text), out_dir)
+        paths = _write(results_from_json(text), out_dir)
     except FleetAuditError as exc:
         raise _fail(exc) from exc
     out.print(str(paths.index_html))

@@ -248,8 +248,11 @@ def nmap_services_path(nmap_bin: str) -> Path | None:
     candidates += [Path("/usr/share/nmap"), Path("/usr/local/share/nmap")]
     for directory in candidates:
         path = directory / "nmap-services"
-        if path.is_file():
-            return path
+        try:
+            if path.is_file():
+                return path
+        except OSError:  # e.g. HOME still /root after dropping privileges: skip, as nmap does
+            continue
     return None
 
 

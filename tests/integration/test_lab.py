@@ -177,7 +177,7 @@ def test_stop_leaves_a_reused_pid_alone():
 
 
 def test_check_route_refuses_non_addresses():
-    with pytest.raises(UnsafeTargetError, match="not an IP address"):
+    with pytest.raises(UnsafeTargetError, match="single IP address"):
         lab.check_route("example.com", "fa-br0")
 
 

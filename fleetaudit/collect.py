@@ -102,7 +102,9 @@ async def _processes(batch: _Batch, pids: list[int]) -> list[ProcessInfo]:
 
 async def _packages(batch: _Batch, processes: list[ProcessInfo],
                     tools: list[str]) -> list[ProcessInfo]:
-    exes = sorted({p.exe for p in processes if p.exe})
+    # A path with a newline cannot be asked about safely; it stays "not checked".
+    exes = sorted({p.exe for p in processes if p.exe and p.exe.startswith("/")
+                   and "\n" not in p.exe})
     if not exes:
         return processes
     if "dpkg" in tools:
@@ -127,6 +129,7 @@ async def _packages(batch: _Batch, processes: list[ProcessInfo],
         return None
 
     return [
-        p.model_copy(update={"package": owner(p.exe), "package_manager": manager}) if p.exe else p
+        p.model_copy(update={"package": owner(p.exe), "package_manager": manager})
+        if p.exe in exes else p
         for p in processes
     ]

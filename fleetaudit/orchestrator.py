@@ -110,6 +110,10 @@ async def _collect(state: _HostState, options: AuditOptions, limit: asyncio.Sema
         except TransportError as exc:
             state.fail(HostStatus.COLLECTION_FAILED, Stage.COLLECT, str(exc))
             return
+        except Exception as exc:  # one host's surprise must not end the run
+            state.fail(HostStatus.COLLECTION_FAILED, Stage.COLLECT,
+                       f"internal error while collecting: {type(exc).__name__}: {exc}")
+            return
     for message in state.internal.errors:
         state.errors.append(HostError(stage=Stage.COLLECT, message=message))
 

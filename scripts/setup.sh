@@ -40,7 +40,8 @@ stamp=".venv/.fleetaudit-setup"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   [ -x .venv/bin/python ] || "$python" -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e "$extras"
+  # -qq: keep errors, drop the noise of mirrors this machine's pip.conf may list.
+  .venv/bin/python -m pip install -qq --upgrade pip
+  .venv/bin/python -m pip install -qq -e "$extras"
   echo "$want" > "$stamp"
 fi

@@ -1,7 +1,9 @@
 """The command line: parse options, call the layers, print where the report is. Nothing more.
 
-Exit codes: 0 audit complete; 2 usage or configuration error; 3 audit incomplete (some
-host could not be fully audited; the report says why).
+Exit codes: 0 audit complete (and, with --fail-on, no active finding at or above it);
+1 an active finding at or above --fail-on (wins over 3: a finding is certain whatever
+could not be seen); 2 usage or configuration error; 3 audit incomplete (some host could
+not be fully audited; the report says why).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -26,12 +28,14 @@ from fleetaudit.models import (
     HostStatus,
     Inventory,
     InventoryHost,
+    Severity,
 )
 from fleetaudit.orchestrator import AuditOptions, AuditOutcome, run_audit
+from fleetaudit.policy import Policy, apply_policy, baseline_policy, exit_code, load_policy
 from fleetaudit.report import ReportPaths, results_from_json, write_report
 from fleetaudit.transport import HostKeyPolicy, SSHOptions
 
-EXIT_OK, EXIT_CONFIG, EXIT_INCOMPLETE = 0, 2, 3
+EXIT_CONFIG = 2
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Audit what really listens on every open port of a fleet.")
@@ -75,27 +79,36 @@ def _write(results: AuditResults, out_dir: Path) -> ReportPaths:
         raise ConfigError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from exc
 
 
-def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path) -> int:
+def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
+           policy: Policy | None = None, fail_on: Severity | None = None) -> int:
     err.print(f"Auditing {len(inventory.hosts)} host(s) from {inventory.source}")
     outcome = asyncio.run(run_audit(inventory, options, on_host_done=_show_host))
-    paths = _write(outcome.results, out_dir)
+    # Judged before anything is written, so every report format carries the findings.
+    results = apply_policy(outcome.results, policy or baseline_policy(), date.today())
+    paths = _write(results, out_dir)
     try:
         _write_evidence(out_dir, outcome)
     except OSError as exc:
         raise ConfigError(f"cannot write {out_dir}/nmap.xml: {exc.strerror or exc}") from exc
-    failed = [h for h in outcome.results.hosts if h.status is not HostStatus.OK]
-    if outcome.results.scan is None:
+    failed = [h for h in results.hosts if h.status is not HostStatus.OK]
+    if results.scan is None:
         err.print("[yellow]No scan result: the external view is missing.[/]")
+    active = sum(f.active for h in results.hosts for f in h.findings)
+    fleet = next(c for c in results.compliance if c.group is None)
+    err.print(f"policy {results.policy}: {active} active finding(s), "
+              f"{fleet.hosts_compliant}/{fleet.hosts_total} host(s) compliant",
+              markup=False, soft_wrap=True)
     err.print(f"results: {paths.results_json}")
     out.print(str(paths.index_html))
     if failed:
         err.print(f"[yellow]{len(failed)} host(s) not fully audited: see the report.[/]")
-        return EXIT_INCOMPLETE
-    return EXIT_OK
+    return exit_code(results, fail_on)
 
 
 def _fail(exc: FleetAuditError) -> typer.Exit:
-    err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+    # The message is not markup: a policy error's field reads "allowed_ports[1].port".
+    err.print("[red]error:[/] ", end="")
+    err.print(str(exc), markup=False, soft_wrap=True)
     return typer.Exit(EXIT_CONFIG)
 
 
@@ -116,10 +129,18 @@ def audit(
     ports: Annotated[str | None, typer.Option(
         help="nmap port list (e.g. 22,80,1-1024) [default: nmap's top 1000]")] = None,
     connect_timeout: Annotated[float, typer.Option(min=1.0, help="SSH connect timeout, s")] = 10.0,
+    policy_file: Annotated[Path | None, typer.Option(
+        "--policy", metavar="FILE",
+        help="Compliance policy (YAML) [default: the built-in baseline]")] = None,
+    fail_on: Annotated[Severity | None, typer.Option(
+        "--fail-on", metavar="SEVERITY", case_sensitive=False,
+        help="Exit 1 when an active finding is at or above this severity (critical, high, "
+             "medium, low, info) [default: findings do not change the exit code]")] = None,
 ) -> None:
     """Scan the fleet from outside, look inside every host, and reconcile the two."""
     try:
         inv = load_inventory(inventory) if inventory else local_inventory()
+        policy = load_policy(policy_file) if policy_file else baseline_policy()
     except ConfigError as exc:
         raise _fail(exc) from exc
     options = AuditOptions(
@@ -128,7 +149,7 @@ def audit(
         concurrency=concurrency, ports=ports,
     )
     try:
-        code = _audit(inv, options, out_dir or _default_out())
+        code = _audit(inv, options, out_dir or _default_out(), policy, fail_on)
     except FleetAuditError as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code)

@@ -3,6 +3,7 @@
     FleetAuditError                 anything fleetaudit raises on purpose
     +-- ConfigError                 the user's input is wrong (exit code 2)
     |   +-- InventoryError          inventory file unreadable or invalid
+    |   +-- PolicyError             policy file unreadable or invalid (names file, line, field)
     +-- ParseError                  a command's output is not what its parser knows
     +-- TransportError              a host could not be reached or talked to
     |   +-- ConnectError            no TCP/SSH session (refused, timeout, DNS)
@@ -32,6 +33,10 @@ class ConfigError(FleetAuditError):
 
 class InventoryError(ConfigError):
     """The inventory file cannot be read or does not validate."""
+
+
+class PolicyError(ConfigError):
+    """The policy file cannot be read or does not validate."""
 
 
 class ParseError(FleetAuditError):

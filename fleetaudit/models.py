@@ -47,6 +47,10 @@ class InventoryHost(Model):
     # Refuse to scan this host unless the kernel routes it through this interface
     # (the lab sets it to its bridge, so a lab run can never scan anything else).
     route_dev: str | None = None
+    # Run every batch as `sudo -n [-u become_user] sh -s` (Ansible's ansible_become): the
+    # login user reads what it may, sudo gives the rest; no password is ever sent.
+    become: bool = False
+    become_user: str | None = None
 
 
 class Inventory(Model):
@@ -92,6 +96,9 @@ class Socket(Model):
     scope: str | None = None
     owners: list[SocketOwner] = []
     source: ListenerSource
+    # /proc/net gives the socket's inode (the link to its owners' fds) and its uid.
+    inode: int | None = None
+    uid: int | None = None
 
     @property
     def is_loopback(self) -> bool:
@@ -118,6 +125,46 @@ class PackageLookup(Model):
     owner: PackageOwner | None
 
 
+class MappedFile(Model):
+    """A file mapped into a process (/proc/PID/maps); `suspicious` says why it stands out."""
+
+    path: str
+    deleted: bool = False
+    suspicious: str | None = None
+
+
+class ContainerRef(Model):
+    """The container a process runs in, as its cgroup path names it."""
+
+    runtime: str
+    id: str
+
+
+class IntegrityStatus(StrEnum):
+    OK = "ok"
+    MODIFIED = "modified"
+    MISSING = "missing"
+    UNKNOWN = "unknown"
+
+
+class IntegrityResult(Model):
+    """A package manager's verdict on one file (dpkg --verify, rpm -V); `detail` is its line."""
+
+    path: str
+    status: IntegrityStatus
+    manager: str | None = None
+    detail: str | None = None
+
+
+class EnvVar(Model):
+    """One environment variable asked for by name; a secret-looking value is never kept."""
+
+    name: str
+    present: bool
+    value: str | None = None
+    redacted: bool = False
+
+
 class ProcessInfo(Model):
     pid: int
     exe: str | None = None
@@ -128,6 +175,85 @@ class ProcessInfo(Model):
     package: PackageOwner | None = None
     package_manager: str | None = None
     errors: list[str] = []
+    name: str | None = None  # /proc/PID/status Name: the comm, settable by the process
+    ppid: int | None = None
+    started_at: datetime | None = None
+    cwd: str | None = None
+    sha256: str | None = None  # of the file read through /proc/PID/exe (deleted ones too)
+    libraries: list[MappedFile] = []
+    env_names: list[str] = []
+    systemd_unit: str | None = None
+    container: ContainerRef | None = None
+    netns: str | None = None  # "net:[4026531840]"
+    foreign_netns: bool = False  # not the host's own network namespace
+    integrity: IntegrityResult | None = None
+
+
+class BindState(StrEnum):
+    IN_USE = "in_use"
+    FREE = "free"
+    ERROR = "error"
+
+
+class BindResult(Model):
+    """bind() tried on a wildcard address and closed at once: in use with no listener listed
+    means something hides one."""
+
+    proto: Proto
+    port: Port
+    address: str
+    state: BindState
+    detail: str | None = None
+
+    @property
+    def in_use(self) -> bool:
+        return self.state is BindState.IN_USE
+
+
+class NatForward(Model):
+    """A DNAT/REDIRECT rule sending (proto, port) arriving here elsewhere.
+
+    `to_address` None is REDIRECT (this host); `to_port` None keeps the port.
+    """
+
+    proto: Proto
+    port: Port
+    kind: str  # "dnat" | "redirect"
+    to_address: str | None = None
+    to_port: Port | None = None
+    family: str  # "ipv4" | "ipv6" | "inet"
+    chain: str
+    tool: str  # "iptables-save" | "ip6tables-save" | "nft"
+    rule: str
+
+    @property
+    def destination(self) -> str:
+        host = self.to_address or "(this host)"
+        if ":" in host:
+            host = f"[{host}]"
+        return host if self.to_port is None else f"{host}:{self.to_port}"
+
+
+class SystemFacts(Model):
+    """Per-host facts the process probes are read against (boot time, tick rate, netns)."""
+
+    boot_time: datetime | None = None
+    clk_tck: int = 100
+    netns: str | None = None
+    bindv6only: bool | None = None
+    euid: int | None = None
+    sudo: bool | None = None  # `sudo -n true` worked; None when sudo is absent
+    os_id: str | None = None
+    os_version_id: str | None = None
+
+
+class Coverage(Model):
+    """What the internal view could see: which sources ran, with what privilege, what was missing."""
+
+    sources: list[str] = []
+    privileged: bool | None = None
+    missing_tools: list[str] = []
+    notes: list[str] = []
 
 
 class InternalView(Model):
@@ -136,6 +262,10 @@ class InternalView(Model):
     tools: list[str] = []
     missing_tools: list[str] = []
     errors: list[str] = []
+    system: SystemFacts | None = None
+    bind_results: list[BindResult] = []
+    nat_forwards: list[NatForward] = []
+    coverage: Coverage | None = None
 
 
 # --- external view -----------------------------------------------------------

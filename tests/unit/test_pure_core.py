@@ -7,7 +7,7 @@ import sys
 import pytest
 
 PURE = ["fleetaudit.models", "fleetaudit.errors", "fleetaudit.batch", "fleetaudit.inventory",
-        "fleetaudit.probes", "fleetaudit.reconcile", "fleetaudit.report",
+        "fleetaudit.probes", "fleetaudit.reconcile", "fleetaudit.report", "fleetaudit.policy",
         "fleetaudit.parsers.ss", "fleetaudit.parsers.proc", "fleetaudit.parsers.packages",
         "fleetaudit.parsers.tools", "fleetaudit.parsers.nmap"]
 FORBIDDEN = {"asyncssh", "nmap", "subprocess", "typer", "asyncio.subprocess"}

@@ -1,0 +1,163 @@
+"""Hits become findings (stable ids, waivers), hosts get a compliance mark, runs an exit code.
+
+Compliance: a host with an active finding is not compliant (False); a host without one is
+compliant (True) only if it was fully audited, otherwise None: nothing is known against
+it, but nothing was proven either. Both count as not compliant in the summaries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from datetime import date
+
+from fleetaudit.models import (
+    AuditResults,
+    ComplianceSummary,
+    Finding,
+    HostResult,
+    HostStatus,
+    Proto,
+    RuleOutcome,
+    Severity,
+    VerdictKind,
+    Waiver,
+)
+from fleetaudit.policy.rules import SEVERITY_RANK, Hit, effective_rules, evaluate_host
+from fleetaudit.policy.schema import Policy, Rule
+
+EXIT_OK = 0          # no active finding at or above --fail-on, every host audited
+EXIT_FINDINGS = 1    # an active finding at or above --fail-on (wins over EXIT_INCOMPLETE)
+EXIT_CONFIG = 2      # usage or configuration error (raised before any audit)
+EXIT_INCOMPLETE = 3  # no such finding, but some host was not fully audited
+
+REMEDIATION: dict[str, str] = {
+    Rule.ALLOWED_PORTS: "Close the port or stop the service; if it is meant to be open, add "
+                        "it to allowed_ports with the service, executable and package it "
+                        "should have.",
+    Rule.FORBIDDEN_SERVICES: "Remove the service; use its encrypted successor (ssh, sftp).",
+    Rule.ROUTABLE_LISTENERS: "Bind the service to 127.0.0.1 or ::1, or list the port in "
+                             "routable_listeners if it must be reachable.",
+    Rule.PACKAGE_OWNED: "Install the service from a package, or find out what put this "
+                        "binary there; reinstall a package whose file changed.",
+    Rule.SSH_ONLY_ON_22: "Remove the extra Port/ListenAddress from sshd_config, or stop the "
+                         "second sshd.",
+    Rule.MAX_OPEN_PORTS: "Close the ports that are not needed, or raise max_open_ports for "
+                         "this host or group.",
+    VerdictKind.NONSTANDARD_PORT: "Move the service to its standard port, or allow it on "
+                                  "this one in allowed_ports with its expected service.",
+    VerdictKind.SERVICE_PROCESS_MISMATCH: "Find out why this process speaks this protocol "
+                                          "(a forward, a relay, a backdoor); stop it if "
+                                          "nobody can say.",
+    VerdictKind.EXTERNAL_ONLY: "Find what answers: NAT rules, containers, or a listener "
+                               "hidden from ss by a rootkit.",
+    VerdictKind.HIDDEN_LISTENER: "Treat the host as compromised: a port in use that no tool "
+                                 "lists is a rootkit's mark. Investigate from trusted media.",
+    VerdictKind.FORWARDED: "Audit the forward's destination; remove the rule if unneeded.",
+    VerdictKind.UNOWNED_BINARY: "Find where the binary came from; run services from "
+                                "packages.",
+    VerdictKind.DELETED_BINARY: "Restart the service if it was upgraded; otherwise find out "
+                                "why a running program deleted its executable.",
+    VerdictKind.MODIFIED_BINARY: "Reinstall the package and find out why the file changed.",
+    VerdictKind.SUSPICIOUS_PATH: "Investigate: services do not run from temporary or hidden "
+                                 "directories.",
+    VerdictKind.TOOLS_DISAGREE: "A listing tool hides a socket: suspect a rootkit and compare "
+                                "with a trusted binary.",
+    VerdictKind.FILTERED: "Stop the service or bind it to loopback if nobody needs it.",
+    VerdictKind.LOCAL_ONLY: "Nothing to do unless the service is not needed at all.",
+    VerdictKind.UNKNOWN: "Audit again with the missing view (root on the host, the port in "
+                         "the scan list).",
+    VerdictKind.CONSISTENT: "Nothing to do.",
+}
+
+
+_RULE_ORDER = [*(r.value for r in Rule), *(k.value for k in VerdictKind)]
+
+
+def finding_id(rule: str, host: str, proto: Proto | None, port: int | None) -> str:
+    """Hash of (rule, host, proto, port): the same problem keeps its id from run to run."""
+    key = "\x1f".join((rule, host, proto.value if proto else "",
+                       "" if port is None else str(port)))
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def apply_policy(results: AuditResults, policy: Policy, today: date) -> AuditResults:
+    """Judge every host: findings, compliance marks and per-group/fleet summaries."""
+    waivers = policy.waivers
+    judged: list[tuple[HostResult, list[str]]] = []
+    for host in results.hosts:
+        rules = effective_rules(policy, host.name, host.groups)
+        findings = [_waive(f, waivers, today)
+                    for f in _findings(host.name, evaluate_host(host, rules))]
+        active = any(f.active for f in findings)
+        compliant = False if active else (True if host.status is HostStatus.OK else None)
+        judged.append((host.model_copy(update={"findings": findings, "compliant": compliant}),
+                       rules.enabled()))
+    groups = sorted({g for host, _ in judged for g in host.groups})
+    compliance = [_summary(None, judged)] + [
+        _summary(g, [(h, r) for h, r in judged if g in h.groups]) for g in groups]
+    return results.model_copy(update={"hosts": [h for h, _ in judged],
+                                      "compliance": compliance, "policy": policy.label})
+
+
+def exit_code(results: AuditResults, fail_on: Severity | None) -> int:
+    """0, 1 or 3 (see EXIT_*). A finding wins over an incomplete audit: it is certain,
+    whatever could not be seen; 3 only says the part that was seen passed."""
+    if fail_on is not None:
+        floor = SEVERITY_RANK[fail_on]
+        if any(f.active and SEVERITY_RANK[f.severity] >= floor
+               for host in results.hosts for f in host.findings):
+            return EXIT_FINDINGS
+    if any(host.status is not HostStatus.OK for host in results.hosts):
+        return EXIT_INCOMPLETE
+    return EXIT_OK
+
+
+def _findings(host: str, hits: Iterable[Hit]) -> list[Finding]:
+    """One finding per (rule, proto, port): its hits merged, the worst severity kept."""
+    merged: dict[tuple[str, Proto | None, int | None], list[Hit]] = {}
+    for hit in hits:
+        merged.setdefault((hit.rule, hit.proto, hit.port), []).append(hit)
+    findings = []
+    for (rule, proto, port), group in merged.items():
+        findings.append(Finding(
+            id=finding_id(rule, host, proto, port), rule=rule,
+            severity=max((h.severity for h in group), key=SEVERITY_RANK.__getitem__),
+            host=host, proto=proto, port=port,
+            message="; ".join(dict.fromkeys(h.message for h in group)),
+            evidence=list(dict.fromkeys(e for h in group for e in h.evidence)),
+            remediation=REMEDIATION.get(rule),
+        ))
+    return sorted(findings, key=lambda f: (-SEVERITY_RANK[f.severity],
+                                           f.proto.value if f.proto else "",
+                                           -1 if f.port is None else f.port, f.rule))
+
+
+def _waive(finding: Finding, waivers: Sequence[Waiver], today: date) -> Finding:
+    """Attach the waiver that covers a finding: one in force if any, else the one that
+    expired last, so the report can say the exception has run out."""
+    matching = sorted((w for w in waivers
+                       if w.rule == finding.rule and w.host in (None, finding.host)
+                       and w.proto in (None, finding.proto) and w.port in (None, finding.port)),
+                      key=lambda w: (w.expires, w.model_dump_json()))
+    if not matching:
+        return finding
+    in_force = [w for w in matching if today <= w.expires]
+    chosen = (in_force or matching)[-1]
+    return finding.model_copy(update={"waiver": chosen, "waiver_expired": not in_force})
+
+
+def _summary(group: str | None,
+             judged: Sequence[tuple[HostResult, list[str]]]) -> ComplianceSummary:
+    in_force = {rule for _, enabled in judged for rule in enabled}
+    rules = [rule for rule in _RULE_ORDER if rule in in_force]
+    counts = dict.fromkeys(rules, 0)
+    for host, _ in judged:
+        for finding in host.findings:
+            if finding.active and finding.rule in counts:
+                counts[finding.rule] += 1
+    return ComplianceSummary(
+        group=group, hosts_total=len(judged),
+        hosts_compliant=sum(1 for host, _ in judged if host.compliant is True),
+        rules=[RuleOutcome(rule=r, passed=counts[r] == 0, findings=counts[r]) for r in rules],
+    )

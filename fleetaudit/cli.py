@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -32,7 +33,15 @@ from fleetaudit.models import (
 )
 from fleetaudit.orchestrator import AuditOptions, AuditOutcome, run_audit
 from fleetaudit.policy import Policy, apply_policy, baseline_policy, exit_code, load_policy
-from fleetaudit.report import ReportPaths, results_from_json, write_report
+from fleetaudit.report import (
+    DEFAULT_FORMATS,
+    Format,
+    FormatChoice,
+    ReportPaths,
+    parse_formats,
+    results_from_json,
+    write_report,
+)
 from fleetaudit.transport import HostKeyPolicy, SSHOptions
 
 EXIT_CONFIG = 2
@@ -72,9 +81,10 @@ def _write_evidence(out_dir: Path, outcome: AuditOutcome) -> None:
         handle.write(outcome.nmap_xml)
 
 
-def _write(results: AuditResults, out_dir: Path) -> ReportPaths:
+def _write(results: AuditResults, out_dir: Path,
+           formats: Sequence[Format] = DEFAULT_FORMATS) -> ReportPaths:
     try:
-        return write_report(results, out_dir)
+        return write_report(results, out_dir, formats=formats)
     except OSError as exc:
         raise ConfigError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from exc
 
@@ -85,7 +95,7 @@ def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
     outcome = asyncio.run(run_audit(inventory, options, on_host_done=_show_host))
     # Judged before anything is written, so every report format carries the findings.
     results = apply_policy(outcome.results, policy or baseline_policy(), date.today())
-    paths = _write(results, out_dir)
+    paths = _write(results, out_dir, tuple(Format))
     try:
         _write_evidence(out_dir, outcome)
     except OSError as exc:
@@ -99,7 +109,8 @@ def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
               f"{fleet.hosts_compliant}/{fleet.hosts_total} host(s) compliant",
               markup=False, soft_wrap=True)
     err.print(f"results: {paths.results_json}")
-    out.print(str(paths.index_html))
+    if paths.index_html is not None:
+        out.print(str(paths.index_html))
     if failed:
         err.print(f"[yellow]{len(failed)} host(s) not fully audited: see the report.[/]")
     return exit_code(results, fail_on)
@@ -159,6 +170,10 @@ def audit(
 def report(
     results: Annotated[Path, typer.Argument(help="A results.json from an earlier audit")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where to write the report")],
+    formats: Annotated[list[FormatChoice] | None, typer.Option(
+        "--format", "-f", case_sensitive=False,
+        help="Report format; repeat for several, 'all' for every one (default: html and json)",
+    )] = None,
 ) -> None:
     """Re-render a report from a saved results.json, without auditing again."""
     try:
@@ -167,10 +182,12 @@ def report(
         err.print(f"[red]error:[/] cannot read {results}: {exc}")
         raise typer.Exit(EXIT_CONFIG) from exc
     try:
-        paths = _write(results_from_json(text), out_dir)
+        chosen = parse_formats(formats or [FormatChoice.HTML, FormatChoice.JSON])
+        paths = _write(results_from_json(text), out_dir, chosen)
     except FleetAuditError as exc:
         raise _fail(exc) from exc
-    out.print(str(paths.index_html))
+    for path in paths.files.values():
+        out.print(str(path))
 
 
 @app.command()

@@ -277,19 +277,32 @@ class PortRange(Model):
 
 
 class ExternalPort(Model):
+    """One port as nmap reported it: its state and why, and what -sV made of it.
+
+    `method` "probed" means nmap's probes recognised the service; "table" is only the
+    nmap-services guess for the port number. `fingerprint` is nmap's raw ``servicefp``
+    (what an unrecognised service answered, hostile data); `fingerprint_decoded` is the
+    same made readable by `decode_service_fingerprint`, for display only.
+    """
+
     proto: Proto
     port: Port
     state: str
     reason: str | None = None
+    reason_ttl: int | None = None
     service: str | None = None
     product: str | None = None
     version: str | None = None
     extrainfo: str | None = None
+    ostype: str | None = None
+    hostname: str | None = None
+    devicetype: str | None = None
     tunnel: str | None = None
     method: str | None = None
     confidence: int | None = None
     cpes: list[str] = []
     fingerprint: str | None = None
+    fingerprint_decoded: str | None = None
     default_service: str | None = None
 
 
@@ -302,12 +315,22 @@ class ExtraPorts(Model):
 
 
 class ExternalHost(Model):
+    """One host as nmap saw it; `errors` say what of its scan is missing (cut short, timed out).
+
+    `timed_out`: nmap's --host-timeout stopped this host; nmap then drops every port of
+    it, so `scanned` is empty rather than claiming the ports were closed.
+    """
+
     address: str
     status: str
     reason: str | None = None
     ports: list[ExternalPort] = []
     extraports: list[ExtraPorts] = []
     scanned: dict[Proto, list[PortRange]] = {}
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    timed_out: bool = False
+    errors: list[str] = []
 
     def was_scanned(self, proto: Proto, port: int) -> bool:
         return any(r.first <= port <= r.last for r in self.scanned.get(proto, []))
@@ -319,6 +342,14 @@ class ExternalHost(Model):
 
 
 class ScanRun(Model):
+    """The external view of a run: one or several nmap processes, or XML read from files.
+
+    `command` is the first nmap command line, `commands` all of them in start order.
+    `source` is "scan" (nmap ran here) or "import" (``--nmap-xml``: `imported` names the
+    files, `ignored_hosts` the addresses in them that are not in the inventory).
+    `evidence` names the raw XML files kept with the results, one per nmap process.
+    """
+
     command: str
     nmap_version: str | None = None
     started_at: datetime | None = None
@@ -327,6 +358,13 @@ class ScanRun(Model):
     hosts: list[ExternalHost] = []
     errors: list[str] = []
     complete: bool = True
+    source: str = "scan"
+    profile: str | None = None
+    privileged: bool | None = None
+    commands: list[str] = []
+    evidence: list[str] = []
+    imported: list[str] = []
+    ignored_hosts: list[str] = []
 
 
 # --- verdicts and results -----------------------------------------------------

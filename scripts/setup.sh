@@ -10,6 +10,8 @@ packages=(nmap openssh-server openssh-client lsof iproute2 iptables procps pytho
 extras="."
 if [ "${1:-}" = "--dev" ]; then
   extras=".[dev]"
+  # The report's browser tests: Debian's Chromium, driven by the playwright package.
+  packages+=(chromium fonts-dejavu-core)
 fi
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -1,43 +1,82 @@
-"""HTML report: one self-contained page a security team can read, archive and hand on.
+"""HTML report: one self-contained page a security team can read, filter, archive and hand on.
 
 Everything a host or a banner said is data. Autoescape covers markup; `_inert`,
 installed as the environment's finalize hook so no template expression can
 forget it, also shows control, format and bidi characters as visible escapes,
-so a banner can neither break the page nor disguise what it says.
+so a banner can neither break the page nor disguise what it says. Data goes
+into text content only: attributes carry slugs, enum values and numbers the
+view computed, and the page's one script reads text, never writes markup.
+
+The script and the stylesheet are package files inlined verbatim; the page's
+Content-Security-Policy allows exactly them by their sha256, so nothing else
+can run or style the page, even if a future template change let markup through.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import shlex
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+from importlib import resources
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
 from fleetaudit.models import (
     AuditResults,
+    ComplianceSummary,
     ExternalHost,
+    Finding,
     HostResult,
     HostStatus,
+    IntegrityStatus,
     ListenerEvidence,
     PortReport,
     ProcessInfo,
+    RuleOutcome,
     Severity,
     Verdict,
     VerdictKind,
 )
+from fleetaudit.report.charts import Chart, bar_chart
+from fleetaudit.report.facts import (
+    SEVERITIES,
+    SEVERITY_RANK,
+    FindingStatus,
+    finding_status,
+    is_problem,
+    worst,
+)
+from fleetaudit.report.text import is_invisible, visible
 
-_SEVERITIES = list(Severity)
-_RANK = {sev: i for i, sev in enumerate(_SEVERITIES)}
-# Characters that are invisible, reorder text, or are invalid in HTML: shown escaped.
-_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn", "Zl", "Zp"})
 _SLUG_DROP = re.compile(r"[^a-z0-9]+")
+_TIGHT = re.compile(r">\n+<")
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
+# Rank given to a host with nothing to report: sorts and filters after every severity.
+NO_SEVERITY = len(SEVERITIES)
+# The fleet findings table lists this many; findings.csv has them all.
+MAX_LISTED_FINDINGS = 500
+_STATUS_ORDER = {s: i for i, s in enumerate(HostStatus)}
+INTEGRITY_CSS = {
+    IntegrityStatus.OK: "b-ok",
+    IntegrityStatus.MODIFIED: "b-critical",
+    IntegrityStatus.MISSING: "b-high",
+    IntegrityStatus.UNKNOWN: "b-soft",
+}
+
+
+@dataclass(frozen=True)
+class FindingView:
+    finding: Finding
+    anchor: str
+    status: FindingStatus
+    host_anchor: str
 
 
 @dataclass(frozen=True)
@@ -53,29 +92,46 @@ class ListenerRow:
 @dataclass(frozen=True)
 class PortRow:
     report: PortReport
+    anchor: str
     listeners: list[ListenerRow]
     verdicts: list[Verdict]
     worst: str
     # Why a side is empty, in words: "never looked" and "looked, found nothing" differ.
     external_note: str
     internal_note: str
+    # MODIFIED_BINARY verdicts: what the chain shows as the package's integrity.
+    integrity: list[Verdict]
+    findings: list[FindingView]
 
 
 @dataclass(frozen=True)
 class HostView:
     host: HostResult
+    index: int
     anchor: str
     rows: list[PortRow]
     worst: str
-    severity_counts: list[tuple[Severity, int]]
+    # Active policy findings by severity, and the problem verdicts' kinds.
+    finding_counts: list[tuple[Severity, int]]
+    waived: int
+    kinds: list[VerdictKind]
+    # Worst severity over active findings and problem verdicts (NO_SEVERITY when none).
+    worst_rank: int
+    group_ids: str
+    status_rank: int
+    findings: list[FindingView]
+    # Findings the ports table cannot show: host-wide ones, or on a port with no row.
+    host_findings: list[FindingView]
 
 
 @dataclass(frozen=True)
-class KindRow:
-    kind: VerdictKind
-    counts: list[int]
-    total: int
-    css: str
+class ComplianceView:
+    label: str
+    fleet: bool
+    summary: ComplianceSummary
+    percent: int
+    failing: list[RuleOutcome]
+    passing: int
 
 
 @dataclass(frozen=True)
@@ -85,22 +141,80 @@ class Summary:
     hosts_not_ok: int
     status_counts: list[tuple[HostStatus, int]]
     ports_total: int
-    severity_totals: list[tuple[Severity, int]]
-    kind_rows: list[KindRow]
+    policy_applied: bool
+    findings_by_severity: list[tuple[Severity, int]]
+    findings_active: int
+    findings_waived: int
+    problems_by_severity: list[tuple[Severity, int]]
+    problems_total: int
     verdicts_total: int
+    compliance: list[ComplianceView]
+    charts: list[Chart]
+    groups: list[str]
+    ungrouped: bool
+    kinds: list[VerdictKind]
+    statuses: list[HostStatus]
+    findings: list[FindingView]
+    findings_unlisted: int
 
 
 def render_html(results: AuditResults) -> str:
     """Render the whole report as one HTML document with no external resources."""
-    hosts = _host_views(results.hosts)
+    groups = sorted({g for h in results.hosts for g in h.groups})
+    hosts = _host_views(results.hosts, {g: i for i, g in enumerate(groups)})
+    css, js = _assets()
     template = _environment().get_template("index.html.j2")
     return template.render(
         r=results,
         hosts=hosts,
-        summary=_summary(results, hosts),
-        severities=_SEVERITIES,
+        summary=_summary(results, hosts, groups),
+        severities=SEVERITIES,
         duration=_duration(results.started_at, results.finished_at),
+        css=Markup(css),  # noqa: S704 - a package file, not data
+        js=Markup(js),  # noqa: S704 - a package file, not data
+        csp=content_security_policy(css, js),
+        no_severity=NO_SEVERITY,
+        integrity_css=INTEGRITY_CSS,
     )
+
+
+def content_security_policy(css: str, js: str) -> str:
+    """Nothing may load; only this exact stylesheet and script may apply or run."""
+    return (
+        "default-src 'none'; "
+        f"style-src '{csp_hash(css)}'; "
+        f"script-src '{csp_hash(js)}'; "
+        "base-uri 'none'; form-action 'none'"
+    )
+
+
+def csp_hash(source: str) -> str:
+    digest = hashlib.sha256(source.encode("utf-8")).digest()
+    return "sha256-" + base64.b64encode(digest).decode("ascii")
+
+
+def finding_anchor(finding_id: str) -> str:
+    """A stable, attribute-safe id for a finding: the id itself when it is tame, else a digest.
+
+    Tame ids stay readable so a ticket can link `index.html#finding-<id>`; any other id
+    keeps a slug of it for humans and a digest of the exact id for uniqueness.
+    """
+    if _SAFE_ID.fullmatch(finding_id):
+        return f"finding-{finding_id}"
+    digest = hashlib.sha256(finding_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    slug = _slug(finding_id, "")[:40]
+    return f"finding-{slug}-{digest}" if slug else f"finding-{digest}"
+
+
+@cache
+def _assets() -> tuple[str, str]:
+    base = resources.files("fleetaudit.report") / "assets"
+    css = (base / "report.css").read_text(encoding="utf-8")
+    js = (base / "report.js").read_text(encoding="utf-8")
+    # Inlined verbatim, so neither may close its own element.
+    if "</style" in css.lower() or "</script" in js.lower() or "<!--" in js:
+        raise ValueError("report assets must not contain </style, </script or <!--")
+    return css, js
 
 
 @cache
@@ -116,6 +230,7 @@ def _environment() -> Environment:
     env.filters["when"] = _when
     env.filters["plain"] = _plain
     env.filters["lines"] = _lines
+    env.filters["tight"] = _tight
     return env
 
 
@@ -129,34 +244,32 @@ def _inert(value: object) -> object:
         return Markup('<span class="nil">—</span>')
     if isinstance(value, Markup) or not isinstance(value, str) or value.isprintable():
         return value
-    if not any(unicodedata.category(ch) in _INVISIBLE_CATEGORIES for ch in value):
+    if not any(is_invisible(ch) for ch in value):
         return value  # only spaces such as NBSP made isprintable() say no
     out: list[str] = []
     for ch in value:
-        if unicodedata.category(ch) in _INVISIBLE_CATEGORIES:
-            out.append(f'<span class="ctl">{_visible_escape(ch)}</span>')
+        if is_invisible(ch):
+            out.append(f'<span class="ctl">{visible(ch)}</span>')
         else:
             out.append(str(escape(ch)))
     return Markup("".join(out))  # noqa: S704 - every data character was escaped above
 
 
+def _tight(value: Markup) -> Markup:
+    """Drop newlines between two tags of already-rendered markup.
+
+    Data cannot be touched: autoescape turned every < and > in it into entities,
+    so a raw '>' newline '<' sequence is always our own markup. Thousands of
+    whitespace-only text nodes fewer make a large report parse noticeably faster.
+    """
+    if not isinstance(value, Markup):
+        raise TypeError("tight works on autoescaped markup only")
+    return Markup(_TIGHT.sub("><", value))  # noqa: S704 - only whitespace between tags removed
+
+
 def _plain(value: str) -> str:
     """Escapes without markup, for places that show text only (the window title)."""
-    if value.isprintable():
-        return value
-    return "".join(
-        _visible_escape(ch) if unicodedata.category(ch) in _INVISIBLE_CATEGORIES else ch
-        for ch in value
-    )
-
-
-def _visible_escape(ch: str) -> str:
-    code = ord(ch)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
+    return visible(value)
 
 
 def _when(value: datetime | None) -> str | None:
@@ -188,35 +301,81 @@ def _duration(start: datetime, end: datetime) -> str | None:
     return f"{secs}s"
 
 
-def _slug(name: str) -> str:
-    return _SLUG_DROP.sub("-", name.lower()).strip("-")[:60] or "host"
+def _slug(name: str, empty: str = "host") -> str:
+    return _SLUG_DROP.sub("-", name.lower()).strip("-")[:60] or empty
 
 
-def _host_views(hosts: list[HostResult]) -> list[HostView]:
+def _unique(anchor: str, used: set[str]) -> str:
+    base, n = anchor, 1
+    while anchor in used:  # two names may slug alike; anchors must stay unique
+        n += 1
+        anchor = f"{base}-{n}"
+    used.add(anchor)
+    return anchor
+
+
+def _host_views(hosts: list[HostResult], group_index: dict[str, int]) -> list[HostView]:
     used: set[str] = set()
     views = []
-    for host in hosts:
-        base = anchor = f"host-{_slug(host.name)}"
-        n = 1
-        while anchor in used:  # two names may slug alike; anchors must stay unique
-            n += 1
-            anchor = f"{base}-{n}"
-        used.add(anchor)
-        rows = [_port_row(host, p) for p in sorted(host.ports, key=lambda p: (p.proto, p.port))]
-        counts = Counter(v.severity for row in rows for v in row.verdicts)
+    for index, host in enumerate(hosts):
+        anchor = _unique(f"host-{_slug(host.name)}", used)
+        findings = [
+            FindingView(f, _unique(finding_anchor(f.id), used), finding_status(f), anchor)
+            for f in sorted(host.findings, key=_finding_order)
+        ]
+        by_port: dict[tuple[str, int], list[FindingView]] = {}
+        for fv in findings:
+            if fv.finding.port is not None and fv.finding.proto is not None:
+                by_port.setdefault((fv.finding.proto, fv.finding.port), []).append(fv)
+        reports = sorted(host.ports, key=lambda p: (p.proto, p.port))
+        rows = [
+            _port_row(
+                host,
+                p,
+                _unique(f"{anchor}-{p.proto}-{p.port}", used),
+                by_port.pop((p.proto, p.port), []),
+            )
+            for p in reports
+        ]
+        placed = {id(fv) for row in rows for fv in row.findings}
+        active = [fv.finding for fv in findings if fv.status is not FindingStatus.WAIVED]
+        problems = [v for row in rows for v in row.verdicts if is_problem(v)]
+        counts = Counter(f.severity for f in active)
+        host_worst = worst([f.severity for f in active] + [v.severity for v in problems])
         views.append(
             HostView(
                 host=host,
+                index=index,
                 anchor=anchor,
                 rows=rows,
-                worst=_worst(v for row in rows for v in row.verdicts),
-                severity_counts=[(s, counts[s]) for s in _SEVERITIES if counts[s]],
+                worst=_worst_css(v for row in rows for v in row.verdicts),
+                finding_counts=[(s, counts[s]) for s in SEVERITIES if counts[s]],
+                waived=len(findings) - len(active),
+                kinds=[k for k in VerdictKind if any(v.kind is k for v in problems)],
+                worst_rank=NO_SEVERITY if host_worst is None else SEVERITY_RANK[host_worst],
+                group_ids=" ".join(str(group_index[g]) for g in dict.fromkeys(host.groups)),
+                status_rank=_STATUS_ORDER[host.status],
+                findings=findings,
+                host_findings=[fv for fv in findings if id(fv) not in placed],
             )
         )
     return views
 
 
-def _port_row(host: HostResult, report: PortReport) -> PortRow:
+def _finding_order(f: Finding) -> tuple[bool, int, str, int, str, str]:
+    return (
+        not f.active,
+        SEVERITY_RANK[f.severity],
+        f.proto or "",
+        -1 if f.port is None else f.port,
+        f.rule,
+        f.id,
+    )
+
+
+def _port_row(
+    host: HostResult, report: PortReport, anchor: str, findings: list[FindingView]
+) -> PortRow:
     processes = {p.pid: p for p in host.internal.processes} if host.internal else {}
     # Group sockets by PID; a socket without a PID stands alone (its own key).
     groups: dict[tuple[int | None, int], list[ListenerEvidence]] = {}
@@ -228,14 +387,17 @@ def _port_row(host: HostResult, report: PortReport) -> PortRow:
         if process is None and pid is not None:
             process = processes.get(pid)
         listeners.append(_listener_row(sockets, pid, process))
-    verdicts = sorted(report.verdicts, key=lambda v: _RANK[v.severity])
+    verdicts = sorted(report.verdicts, key=lambda v: SEVERITY_RANK[v.severity])
     return PortRow(
         report=report,
+        anchor=anchor,
         listeners=listeners,
         verdicts=verdicts,
-        worst=_worst(verdicts),
+        worst=_worst_css(verdicts),
         external_note=_external_note(host.external, report),
         internal_note="no listener found inside" if host.internal else "inside not collected",
+        integrity=[v for v in verdicts if v.kind is VerdictKind.MODIFIED_BINARY],
+        findings=findings,
     )
 
 
@@ -260,40 +422,122 @@ def _external_note(external: ExternalHost | None, report: PortReport) -> str:
     return f"{state} (not listed by nmap)" if state else "not listed by nmap"
 
 
-def _worst(verdicts: Iterable[Verdict]) -> str:
+def _worst_css(verdicts: Iterable[Verdict]) -> str:
     """CSS class of the most severe verdict; CONSISTENT alone reads as 'ok', none as 'none'."""
     items = list(verdicts)
     if not items:
         return "none"
-    if all(v.kind is VerdictKind.CONSISTENT for v in items):
+    if not any(is_problem(v) for v in items):
         return "ok"
-    return str(min((v.severity for v in items), key=_RANK.__getitem__))
+    return str(worst(v.severity for v in items if is_problem(v)))
 
 
-def _summary(results: AuditResults, hosts: list[HostView]) -> Summary:
+def status_css(status: HostStatus) -> str:
+    if status is HostStatus.OK:
+        return "ok"
+    return "down" if status is HostStatus.HOST_DOWN else "bad"
+
+
+def _summary(results: AuditResults, hosts: list[HostView], groups: list[str]) -> Summary:
     statuses = Counter(h.status for h in results.hosts)
     verdicts = [v for h in hosts for row in h.rows for v in row.verdicts]
-    by_severity = Counter(v.severity for v in verdicts)
-    by_kind: dict[VerdictKind, Counter[Severity]] = {}
-    for v in verdicts:
-        by_kind.setdefault(v.kind, Counter())[v.severity] += 1
-    kind_rows = [
-        KindRow(
-            kind=kind,
-            counts=[by_kind[kind][s] for s in _SEVERITIES],
-            total=sum(by_kind[kind].values()),
-            css=_worst(v for v in verdicts if v.kind is kind),
-        )
-        for kind in VerdictKind
-        if kind in by_kind
-    ]
+    problems = [v for v in verdicts if is_problem(v)]
+    findings = sorted(
+        (fv for h in hosts for fv in h.findings),
+        key=lambda fv: (fv.status is FindingStatus.WAIVED, SEVERITY_RANK[fv.finding.severity]),
+    )
+    active = [fv.finding for fv in findings if fv.status is not FindingStatus.WAIVED]
+    by_severity = Counter(f.severity for f in active)
+    problem_severity = Counter(v.severity for v in problems)
     return Summary(
         hosts_total=len(results.hosts),
         hosts_ok=statuses[HostStatus.OK],
         hosts_not_ok=len(results.hosts) - statuses[HostStatus.OK],
         status_counts=[(s, statuses[s]) for s in HostStatus if statuses[s]],
         ports_total=sum(len(h.ports) for h in results.hosts),
-        severity_totals=[(s, by_severity[s]) for s in _SEVERITIES],
-        kind_rows=kind_rows,
+        policy_applied=bool(results.policy or results.compliance or findings),
+        findings_by_severity=[(s, by_severity[s]) for s in SEVERITIES],
+        findings_active=len(active),
+        findings_waived=len(findings) - len(active),
+        problems_by_severity=[(s, problem_severity[s]) for s in SEVERITIES],
+        problems_total=len(problems),
         verdicts_total=len(verdicts),
+        compliance=[_compliance(c) for c in _fleet_first(results.compliance)],
+        charts=_charts(results, verdicts, active),
+        groups=groups,
+        ungrouped=any(not h.groups for h in results.hosts),
+        kinds=[k for k in VerdictKind if any(v.kind is k for v in problems)],
+        statuses=[s for s in HostStatus if statuses[s]],
+        findings=findings[:MAX_LISTED_FINDINGS],
+        findings_unlisted=max(0, len(findings) - MAX_LISTED_FINDINGS),
     )
+
+
+def _fleet_first(summaries: list[ComplianceSummary]) -> list[ComplianceSummary]:
+    return sorted(summaries, key=lambda c: (c.group is not None, c.group or ""))
+
+
+def _compliance(c: ComplianceSummary) -> ComplianceView:
+    percent = round(100 * c.hosts_compliant / c.hosts_total) if c.hosts_total > 0 else 100
+    failing = sorted((o for o in c.rules if not o.passed), key=lambda o: (-o.findings, o.rule))
+    return ComplianceView(
+        label="whole fleet" if c.group is None else c.group,
+        fleet=c.group is None,
+        summary=c,
+        percent=max(0, min(100, percent)),
+        failing=failing,
+        passing=len(c.rules) - len(failing),
+    )
+
+
+def _charts(results: AuditResults, verdicts: list[Verdict], active: list[Finding]) -> list[Chart]:
+    charts = []
+    if active:
+        by_rule: dict[str, Counter[Severity]] = {}
+        for f in active:
+            by_rule.setdefault(f.rule, Counter())[f.severity] += 1
+        charts.append(
+            bar_chart(
+                "Active findings by rule",
+                [
+                    (rule, [(s.value, s.value, counts[s]) for s in SEVERITIES])
+                    for rule, counts in by_rule.items()
+                ],
+                legend=[(s.value, s.value) for s in SEVERITIES],
+            )
+        )
+    by_kind: dict[VerdictKind, Counter[Severity]] = {}
+    for v in verdicts:
+        by_kind.setdefault(v.kind, Counter())[v.severity] += 1
+    charts.append(
+        bar_chart(
+            "Verdicts by kind",
+            [
+                (
+                    kind.value,
+                    [
+                        ("ok" if kind is VerdictKind.CONSISTENT else s.value, s.value, counts[s])
+                        for s in SEVERITIES
+                    ],
+                )
+                for kind, counts in by_kind.items()
+            ],
+            legend=[("ok", "consistent"), *((s.value, s.value) for s in SEVERITIES)],
+            empty="No verdicts.",
+            max_bars=len(VerdictKind),
+        )
+    )
+    statuses = Counter(h.status for h in results.hosts)
+    charts.append(
+        bar_chart(
+            "Hosts by status",
+            [
+                (status.value, [(status_css(status), status.value, statuses[status])])
+                for status in HostStatus
+                if statuses[status]
+            ],
+            sort=False,
+            empty="No hosts in this run.",
+        )
+    )
+    return charts

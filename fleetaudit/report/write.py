@@ -1,41 +1,58 @@
-"""The report layer's only file I/O: put results.json and index.html on disk, owner-only.
+"""The report layer's only file I/O: put the chosen report files on disk, owner-only.
 
-Both files describe the fleet's attack surface, so they are created 0600 (and
+Every file describes the fleet's attack surface, so each is created 0600 (and
 the directory 0700 when we create it), and each is replaced atomically so a
 crash never leaves a half-written report or widens an existing file's mode.
+All formats are rendered before the first byte is written: a renderer that
+fails leaves the directory as it was.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from fleetaudit.models import AuditResults
-from fleetaudit.report.html import render_html
-from fleetaudit.report.json_results import results_to_json
+from fleetaudit.report.formats import DEFAULT_FORMATS, FILENAMES, RENDERERS, Format, parse_formats
 
-RESULTS_JSON = "results.json"
-INDEX_HTML = "index.html"
+RESULTS_JSON = FILENAMES[Format.JSON]
+INDEX_HTML = FILENAMES[Format.HTML]
 
 
 @dataclass(frozen=True)
 class ReportPaths:
     directory: Path
-    results_json: Path
-    index_html: Path
+    files: Mapping[Format, Path]
+
+    @property
+    def results_json(self) -> Path | None:
+        return self.files.get(Format.JSON)
+
+    @property
+    def index_html(self) -> Path | None:
+        return self.files.get(Format.HTML)
 
 
-def write_report(results: AuditResults, out_dir: Path) -> ReportPaths:
-    """Write results.json and index.html into out_dir; render both before touching disk."""
-    json_text = results_to_json(results)
-    html_text = render_html(results)
+def write_report(
+    results: AuditResults,
+    out_dir: Path,
+    formats: Iterable[Format | str] = DEFAULT_FORMATS,
+) -> ReportPaths:
+    """Write the chosen formats (default results.json and index.html) into out_dir.
+
+    `formats` takes Format values or names, 'all' included; an unknown name is a
+    ConfigError raised before anything is written.
+    """
+    chosen = parse_formats(formats)
+    texts = {fmt: RENDERERS[fmt](results) for fmt in chosen}
     out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    paths = ReportPaths(out_dir, out_dir / RESULTS_JSON, out_dir / INDEX_HTML)
-    _write_private(paths.results_json, json_text)
-    _write_private(paths.index_html, html_text)
-    return paths
+    files = {fmt: out_dir / FILENAMES[fmt] for fmt in chosen}
+    for fmt, text in texts.items():
+        _write_private(files[fmt], text)
+    return ReportPaths(out_dir, files)
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import stat
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
 from html.parser import HTMLParser
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,17 @@ from fleetaudit.errors import ConfigError
 from fleetaudit.models import (
     RESULTS_SCHEMA_VERSION,
     AuditResults,
+    ComplianceSummary,
+    ContainerRef,
     ExternalHost,
     ExternalPort,
     ExtraPorts,
+    Finding,
     HostError,
     HostResult,
     HostStatus,
+    IntegrityResult,
+    IntegrityStatus,
     InternalView,
     ListenerEvidence,
     ListenerSource,
@@ -32,11 +38,13 @@ from fleetaudit.models import (
     PortReport,
     ProcessInfo,
     Proto,
+    RuleOutcome,
     ScanRun,
     Severity,
     Stage,
     Verdict,
     VerdictKind,
+    Waiver,
 )
 from fleetaudit.report import (
     render_html,
@@ -45,6 +53,7 @@ from fleetaudit.report import (
     write_report,
 )
 
+PACKAGED_JS = (resources.files("fleetaudit.report") / "assets" / "report.js").read_text("utf-8")
 HOSTILE_BANNER = "<script>alert(1)</script>\"' \x1b[31mred\x1b[0m \x00nul \u202eevil"
 HOSTILE_ARG = "<img src=x onerror=alert(2)></td></table><script>alert(3)</script>"
 HOSTILE_NAME = "legacy <b>box</b>"
@@ -53,6 +62,7 @@ T0 = datetime(2025, 3, 14, 9, 30, 0, tzinfo=UTC)
 T1 = datetime(2025, 3, 14, 9, 34, 12, 345678, tzinfo=UTC)
 
 DPKG = "dpkg"
+IMPLANT_SHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 
 def _proc(
@@ -102,6 +112,13 @@ def _web01() -> HostResult:
         "/usr/sbin/sshd",
         ["sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups"],
         PackageOwner(manager=DPKG, name="openssh-server", version="1:9.2p1-2+deb12u3"),
+    ).model_copy(
+        update={
+            "systemd_unit": "ssh.service",
+            "integrity": IntegrityResult(
+                path="/usr/sbin/sshd", status=IntegrityStatus.OK, manager=DPKG
+            ),
+        }
     )
     nginx = _proc(
         901,
@@ -125,6 +142,8 @@ def _web01() -> HostResult:
         deleted=True,
         user="www-data",
         uid=33,
+    ).model_copy(
+        update={"sha256": IMPLANT_SHA256, "container": ContainerRef(runtime="docker", id="3f2a9c")}
     )
     mysqld = _proc(
         700,
@@ -156,6 +175,15 @@ def _web01() -> HostResult:
         PackageOwner(manager=DPKG, name="redis-tools", version="5:7.0.15-1~deb12u1"),
         user="redis",
         uid=106,
+    ).model_copy(
+        update={
+            "integrity": IntegrityResult(
+                path="/usr/bin/redis-check-rdb",
+                status=IntegrityStatus.MODIFIED,
+                manager=DPKG,
+                detail="??5?????? /usr/bin/redis-check-rdb",
+            )
+        }
     )
     named = _proc(
         530,
@@ -420,8 +448,150 @@ def sample_results() -> AuditResults:
     )
 
 
+POLICY = "policies/baseline.yaml"
+DELETED_FINDING = "no-unowned-listeners.web-01.tcp.2222"
+WAIVED_FINDING = "approved-services.web-01.tcp.8443"
+
+
+def _finding(
+    fid: str,
+    rule: str,
+    sev: Severity,
+    host: str,
+    port: int | None,
+    message: str,
+    *evidence: str,
+    proto: Proto | None = Proto.TCP,
+    **kw: Any,
+) -> Finding:
+    return Finding(
+        id=fid,
+        rule=rule,
+        severity=sev,
+        host=host,
+        proto=proto if port is not None else None,
+        port=port,
+        message=message,
+        evidence=list(evidence),
+        **kw,
+    )
+
+
+def policy_results() -> AuditResults:
+    """sample_results() judged by a policy: active, waived and expired findings, compliance."""
+    base = sample_results()
+    web, db, legacy = base.hosts
+    web_findings = [
+        _finding(
+            DELETED_FINDING,
+            "no-unowned-listeners",
+            Severity.CRITICAL,
+            "web-01",
+            2222,
+            "port 2222 is served by /tmp/.x/srv: no package owns it and it was deleted",
+            "pid 31337 exe /tmp/.x/srv (deleted)",
+            remediation="Isolate the host, capture /proc/31337/exe, then investigate.",
+        ),
+        _finding(
+            "no-hidden-listeners.web-01.tcp.31337",
+            "no-hidden-listeners",
+            Severity.CRITICAL,
+            "web-01",
+            31337,
+            f"hidden listener answering as {HOSTILE_BANNER}",
+            f"banner: {HOSTILE_BANNER}",
+        ),
+        _finding(
+            "no-modified-binaries.web-01.tcp.6379",
+            "no-modified-binaries",
+            Severity.HIGH,
+            "web-01",
+            6379,
+            "redis-check-rdb differs from its package",
+            "dpkg --verify: ??5?????? /usr/bin/redis-check-rdb",
+            remediation="Reinstall redis-tools and find out who changed the file.",
+        ),
+        _finding(
+            WAIVED_FINDING,
+            "approved-services",
+            Severity.MEDIUM,
+            "web-01",
+            8443,
+            "python http.server is not an approved service",
+            waiver=Waiver(
+                rule="approved-services",
+                host="web-01",
+                proto=Proto.TCP,
+                port=8443,
+                reason="artifact cache until the migration",
+                owner="alice@example.org",
+                expires=date(2099, 12, 31),
+            ),
+        ),
+        _finding(
+            "approved-services.web-01.tcp.9000",
+            "approved-services",
+            Severity.MEDIUM,
+            "web-01",
+            9000,
+            "cslistener is not an approved service",
+            waiver=Waiver(
+                rule="approved-services",
+                host="web-01",
+                reason="temporary",
+                owner="bob@example.org",
+                expires=date(2024, 1, 1),
+            ),
+            waiver_expired=True,
+        ),
+        _finding(
+            "audit-tools.web-01",
+            "audit-tools-present",
+            Severity.LOW,
+            "web-01",
+            None,
+            "lsof is missing, so one cross-check could not run",
+        ),
+    ]
+    legacy_findings = [
+        _finding(
+            "no-cleartext.legacy.tcp.23",
+            "no-cleartext-protocols",
+            Severity.HIGH,
+            HOSTILE_NAME,
+            23,
+            "telnet is open to the network",
+            remediation="Disable telnetd; use SSH.",
+        )
+    ]
+    rules = [
+        RuleOutcome(rule="no-unowned-listeners", passed=False, findings=1),
+        RuleOutcome(rule="no-hidden-listeners", passed=False, findings=1),
+        RuleOutcome(rule="no-modified-binaries", passed=False, findings=1),
+        RuleOutcome(rule="approved-services", passed=False, findings=1),
+        RuleOutcome(rule="audit-tools-present", passed=False, findings=1),
+        RuleOutcome(rule="no-cleartext-protocols", passed=False, findings=1),
+        RuleOutcome(rule="ssh-root-login-disabled", passed=True),
+    ]
+    return base.model_copy(
+        update={
+            "policy": POLICY,
+            "hosts": [
+                web.model_copy(update={"findings": web_findings, "compliant": False}),
+                db,
+                legacy.model_copy(update={"findings": legacy_findings, "compliant": False}),
+            ],
+            "compliance": [
+                ComplianceSummary(group="web", hosts_total=1, hosts_compliant=0, rules=rules[:5]),
+                ComplianceSummary(group=None, hosts_total=3, hosts_compliant=0, rules=rules),
+                ComplianceSummary(group="db", hosts_total=1, hosts_compliant=0, rules=rules[6:]),
+            ],
+        }
+    )
+
+
 class _Page(HTMLParser):
-    """Collects text per <section id>, every tag seen, and every attribute name."""
+    """Collects text per <section id>, every tag and attribute seen, and script/style bodies."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -430,8 +600,13 @@ class _Page(HTMLParser):
         self.tags: list[str] = []
         self.attrs: list[tuple[str, str | None]] = []
         self.ids: list[str] = []
+        self.raw: dict[str, list[str]] = {"script": [], "style": []}
+        self._in_raw: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.raw:
+            self._in_raw = tag
+            self.raw[tag].append("")
         self.tags.append(tag)
         self.attrs.extend(attrs)
         ident = dict(attrs).get("id")
@@ -445,8 +620,12 @@ class _Page(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "section":
             self.stack.pop()
+        if tag == self._in_raw:
+            self._in_raw = None
 
     def handle_data(self, data: str) -> None:
+        if self._in_raw:
+            self.raw[self._in_raw][-1] += data
         for ident in self.stack:
             if ident:
                 self.text[ident].append(data)
@@ -519,9 +698,11 @@ def test_summary_counts(page: tuple[str, _Page]) -> None:
 
 def test_hostile_host_data_stays_text(page: tuple[str, _Page]) -> None:
     html, parsed = page
-    # The template has no script at all, so any script element would come from data.
-    assert "script" not in parsed.tags
-    assert "<script" not in html.lower()
+    # The page's one script is the packaged asset (test_csp_allows_exactly_the_inlined_assets);
+    # any other script element would have come from data.
+    assert parsed.tags.count("script") == 1
+    assert html.lower().count("<script") == 1
+    assert parsed.raw["script"] == [PACKAGED_JS]
     assert {"iframe", "img"}.isdisjoint(parsed.tags)
     assert parsed.tags.count("h1") == 1  # the page title, not the extrainfo's
     assert not any(name.startswith("on") for name, _ in parsed.attrs)

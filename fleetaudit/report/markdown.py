@@ -1,0 +1,191 @@
+"""summary.md: what a ticket needs, in Markdown: counts, who fails, the worst findings.
+
+Every value a host, the inventory or the policy supplied is written as a code
+span (with a fence longer than any backtick run inside it), so no renderer turns
+it into markup, a link, an @mention, an issue reference or math; pipes are
+escaped inside table cells, invisible characters (newlines too) are shown as
+escapes, and long values are cut. Text this module writes itself is plain.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import UTC, datetime
+
+from fleetaudit.models import AuditResults, HostResult, HostStatus, Severity
+from fleetaudit.report.facts import (
+    SEVERITIES,
+    SEVERITY_RANK,
+    all_findings,
+    is_problem,
+    problem_verdicts,
+    worst,
+)
+from fleetaudit.report.text import visible
+
+MAX_CELL = 160
+MAX_HOSTS = 50
+MAX_TOP = 20
+_BACKTICKS = re.compile(r"`+")
+_GAPS = re.compile(r"\n{3,}")
+
+
+def render_markdown(results: AuditResults) -> str:
+    findings = all_findings(results)
+    active = [hf for hf in findings if hf.finding.active]
+    problems = problem_verdicts(results)
+    policy = bool(results.policy or results.compliance or findings)
+    audited = sum(h.status is HostStatus.OK for h in results.hosts)
+
+    out = [f"# fleetaudit summary: {code(results.inventory, table=False)}", ""]
+    out.append(
+        f"- Run: {_when(results.started_at)} to {_when(results.finished_at)}, "
+        f"fleetaudit {code(results.tool_version, table=False)}"
+    )
+    if results.policy:
+        out.append(f"- Policy: {code(results.policy, table=False)}")
+    elif not policy:
+        out.append("- Policy: none applied, so there are no findings; verdicts are shown instead")
+    if results.scan is not None and not results.scan.complete:
+        out.append("- External scan: **incomplete**")
+    out += [
+        "",
+        "| hosts | audited | not audited | ports | active findings | waived findings "
+        "| problem verdicts |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {len(results.hosts)} | {audited} | {len(results.hosts) - audited} "
+        f"| {sum(len(h.ports) for h in results.hosts)} | {len(active)} "
+        f"| {len(findings) - len(active)} | {len(problems)} |",
+        "",
+    ]
+
+    counted = (
+        Counter(hf.finding.severity for hf in active)
+        if policy
+        else Counter(hv.verdict.severity for hv in problems)
+    )
+    out += [
+        "## Active findings by severity" if policy else "## Problem verdicts by severity",
+        "",
+        "| " + " | ".join(s.value for s in SEVERITIES) + " |",
+        "|" + " ---: |" * len(SEVERITIES),
+        "| " + " | ".join(str(counted[s]) for s in SEVERITIES) + " |",
+        "",
+    ]
+
+    if results.compliance:
+        out += [
+            "## Compliance",
+            "",
+            "| group | compliant hosts | failing rules |",
+            "| --- | ---: | --- |",
+        ]
+        for c in sorted(results.compliance, key=lambda c: (c.group is not None, c.group or "")):
+            failing = [o for o in c.rules if not o.passed]
+            rules = ", ".join(f"{code(o.rule)} ({o.findings})" for o in failing) or "none"
+            label = "whole fleet" if c.group is None else code(c.group)
+            out.append(f"| {label} | {c.hosts_compliant} / {c.hosts_total} | {rules} |")
+        out.append("")
+
+    down = [h for h in results.hosts if h.status is not HostStatus.OK]
+    if down:
+        out += [
+            f"## Hosts not audited ({len(down)})",
+            "",
+            "| host | address | status | reason |",
+            "| --- | --- | --- | --- |",
+        ]
+        for h in down[:MAX_HOSTS]:
+            reason = code(h.errors[0].message) if h.errors else "—"
+            out.append(f"| {code(h.name)} | {code(h.address)} | {h.status.value} | {reason} |")
+        out += _more(len(down) - MAX_HOSTS, "hosts"), ""
+
+    out += _failing_hosts(results, policy)
+
+    if policy:
+        out += [f"## Top findings ({min(len(active), MAX_TOP)} of {len(active)} active)", ""]
+        if active:
+            out += [
+                "| severity | rule | host | port | finding | id |",
+                "| --- | --- | --- | --- | --- | --- |",
+            ]
+            for hf in active[:MAX_TOP]:
+                f = hf.finding
+                port = f"{f.port}/{f.proto.value}" if f.port is not None and f.proto else "—"
+                out.append(
+                    f"| {f.severity.value} | {code(f.rule)} | {code(hf.host.name)} | "
+                    f"{port} | {code(f.message)} | {code(f.id)} |"
+                )
+            out.append(_more(len(active) - MAX_TOP, "findings: see findings.csv"))
+        else:
+            out.append("No active findings.")
+    else:
+        out += [f"## Top problem verdicts ({min(len(problems), MAX_TOP)} of {len(problems)})", ""]
+        if problems:
+            out += [
+                "| severity | verdict | host | port | message |",
+                "| --- | --- | --- | --- | --- |",
+            ]
+            for hv in problems[:MAX_TOP]:
+                v = hv.verdict
+                out.append(
+                    f"| {v.severity.value} | {v.kind.value} | {code(hv.host.name)} | "
+                    f"{hv.port.port}/{hv.port.proto.value} | {code(v.message)} |"
+                )
+            out.append(_more(len(problems) - MAX_TOP, "verdicts: see findings.csv"))
+        else:
+            out.append("No problem verdicts.")
+    # Data never holds a raw newline (shown as an escape), so this only tidies our own gaps.
+    return _GAPS.sub("\n\n", "\n".join(out)).rstrip("\n") + "\n"
+
+
+def code(text: str, *, table: bool = True) -> str:
+    """`text` as an inert code span; `table` escapes pipes, which GFM tables split on."""
+    text = visible(text)
+    if len(text) > MAX_CELL:
+        text = text[: MAX_CELL - 1] + "…"
+    if not text:
+        return "—"
+    fence = "`" * (max((len(m) for m in _BACKTICKS.findall(text)), default=0) + 1)
+    pad = " " if text[0] in "` " or text[-1] in "` " else ""
+    span = f"{fence}{pad}{text}{pad}{fence}"
+    return span.replace("|", "\\|") if table else span
+
+
+def _failing_hosts(results: AuditResults, policy: bool) -> list[str]:
+    """Hosts with active findings (or, without a policy, problem verdicts), worst first."""
+    rows: list[tuple[int, int, HostResult, Counter[Severity]]] = []
+    for i, h in enumerate(results.hosts):
+        if policy:
+            sevs = [f.severity for f in h.findings if f.active]
+        else:
+            sevs = [v.severity for p in h.ports for v in p.verdicts if is_problem(v)]
+        w = worst(sevs)
+        if w is not None:
+            rows.append((SEVERITY_RANK[w], i, h, Counter(sevs)))
+    rows.sort(key=lambda r: (r[0], -sum(r[3].values()), r[1]))
+    what = "active findings" if policy else "problem verdicts"
+    out = [f"## Failing hosts ({len(rows)})", ""]
+    if not rows:
+        return [*out, f"No host has {what}.", ""]
+    out += [
+        f"Hosts with {what}, worst first.",
+        "",
+        "| host | address | " + " | ".join(s.value for s in SEVERITIES) + " |",
+        "| --- | --- |" + " ---: |" * len(SEVERITIES),
+    ]
+    for _, _, h, counts in rows[:MAX_HOSTS]:
+        cells = " | ".join(str(counts[s]) if counts[s] else "·" for s in SEVERITIES)
+        out.append(f"| {code(h.name)} | {code(h.address)} | {cells} |")
+    return [*out, _more(len(rows) - MAX_HOSTS, "hosts"), ""]
+
+
+def _more(n: int, what: str) -> str:
+    return f"\n…and {n} more {what}." if n > 0 else ""
+
+
+def _when(value: datetime) -> str:
+    if value.tzinfo is None:
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -1,0 +1,282 @@
+"""HTML report, policy side and page machinery: findings, compliance, charts, filters, CSP."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from html import unescape
+
+import pytest
+
+from fleetaudit.models import AuditResults, Finding, HostResult, HostStatus, Proto, Severity
+from fleetaudit.report import charts, render_html
+from fleetaudit.report.charts import bar_chart
+from fleetaudit.report.html import finding_anchor
+from tests.unit.test_report import (
+    DELETED_FINDING,
+    HOSTILE_BANNER,
+    IMPLANT_SHA256,
+    POISON,
+    WAIVED_FINDING,
+    _Page,
+    _poison,
+    policy_results,
+    sample_results,
+)
+
+
+def _parse(html: str) -> _Page:
+    parsed = _Page()
+    parsed.feed(html)
+    parsed.close()
+    return parsed
+
+
+@pytest.fixture(scope="module")
+def policy_page() -> tuple[str, _Page]:
+    html = render_html(policy_results())
+    return html, _parse(html)
+
+
+def _element(html: str, tag: str, ident: str) -> str:
+    """The markup of the element <tag id=ident> up to its first closing tag (no nesting)."""
+    start = html.index(f'<{tag} class="port') if tag == "tbody" else 0
+    match = re.search(rf'<{tag}\b[^>]*\bid="{re.escape(ident)}"[^>]*>', html[start:])
+    assert match, ident
+    begin = start + match.start()
+    return html[begin : html.index(f"</{tag}>", begin)]
+
+
+def _csp(html: str) -> dict[str, list[str]]:
+    match = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', html)
+    assert match
+    directives = {}
+    for part in unescape(match.group(1)).split(";"):
+        name, *values = part.split()
+        directives[name] = values
+    return directives
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def test_csp_allows_exactly_the_inlined_assets(policy_page: tuple[str, _Page]) -> None:
+    html, parsed = policy_page
+    csp = _csp(html)
+    [script] = parsed.raw["script"]
+    [style] = parsed.raw["style"]
+    assert csp["default-src"] == ["'none'"]
+    assert csp["script-src"] == [_sha256(script)]
+    assert csp["style-src"] == [_sha256(style)]
+    assert csp["base-uri"] == ["'none'"] and csp["form-action"] == ["'none'"]
+    assert "unsafe" not in html[: html.index("</head>")]
+    # The hash covers the script exactly as the browser sees it: one byte more would not run.
+    assert _sha256(script + " ") != csp["script-src"][0]
+
+
+def test_every_finding_has_one_element_where_its_evidence_is(
+    policy_page: tuple[str, _Page],
+) -> None:
+    html, parsed = policy_page
+    results = policy_results()
+    findings = [f for h in results.hosts for f in h.findings]
+    for f in findings:
+        assert parsed.ids.count(finding_anchor(f.id)) == 1, f.id
+    # A port's finding is the last link of that port's evidence chain...
+    chain = _element(html, "tbody", "host-web-01-tcp-2222")
+    assert f'id="{finding_anchor(DELETED_FINDING)}"' in chain
+    assert "Isolate the host, capture /proc/31337/exe" in chain
+    # ...a host-wide one stands above the ports table, and each has a link from the table.
+    host = parsed.section("host-web-01")
+    assert "Host findings" in host and "lsof is missing" in host
+    assert 'id="finding-audit-tools.web-01"' not in html[html.index('<table class="ports">') :]
+    # linked from the findings list, the port's row, and its own "#" permalink
+    assert html.count(f'href="#{finding_anchor(DELETED_FINDING)}"') == 3
+
+
+def test_waivers_are_shown_not_hidden(policy_page: tuple[str, _Page]) -> None:
+    html, parsed = policy_page
+    waived = _element(html, "div", finding_anchor(WAIVED_FINDING))
+    assert 'class="finding s-waived"' in waived
+    assert "artifact cache until the migration" in html
+    assert "alice@example.org" in parsed.section("host-web-01")
+    findings = parsed.section("findings")
+    assert "waived" in findings and "waiver expired" in findings
+    # Expired waivers count as active: 6 active findings, 1 waived.
+    summary = parsed.section("summary")
+    assert "1 waived, not counted" in summary
+    assert "2 critical 2 high 1 medium 1 low 0 info" in summary
+
+
+def test_compliance_per_group(policy_page: tuple[str, _Page]) -> None:
+    _, parsed = policy_page
+    summary = parsed.section("summary")
+    assert "Compliance by group" in summary
+    fleet = summary.index("whole fleet")
+    assert summary.index("db") > fleet  # the fleet row first
+    assert "0 / 3 (0%)" in summary
+    assert "no-cleartext-protocols 1" in summary
+    assert "1 passing" in summary
+    assert "not compliant" in parsed.section("host-web-01")
+
+
+def test_no_policy_says_so(page_without_policy: tuple[str, _Page]) -> None:
+    _, parsed = page_without_policy
+    assert "findings" not in parsed.ids
+    assert "Problem verdicts by severity" in parsed.section("summary")
+    assert "no policy applied" in parsed.section("host-web-01")
+    assert "Compliance" not in parsed.section("summary")
+
+
+@pytest.fixture(scope="module")
+def page_without_policy() -> tuple[str, _Page]:
+    html = render_html(sample_results())
+    return html, _parse(html)
+
+
+def test_charts_are_inline_svg_drawn_server_side(policy_page: tuple[str, _Page]) -> None:
+    html, parsed = policy_page
+    summary_html = html[html.index('<section id="summary">') : html.index("</section>")]
+    captions = re.findall(r"<figcaption>([^<]*)</figcaption>", summary_html)
+    assert captions == ["Active findings by rule", "Verdicts by kind", "Hosts by status"]
+    assert summary_html.count("<svg") == 3 + 3  # three charts, three compliance meters
+    # Labels are text; bars are numbers computed in Python.
+    assert re.search(r'<text class="label"[^>]*>no-unowned-listeners</text>', summary_html)
+    assert re.search(r'<text class="label"[^>]*>SERVICE_PROCESS_MISMATCH</text>', summary_html)
+    charts = "".join(re.findall(r'<figure class="chart">.*?</figure>', summary_html, re.S))
+    widths = re.findall(r'<rect class="f-[a-z]+" x="[\d.]+" y="\d+" width="([^"]+)"', charts)
+    assert len(widths) > 20 and all(float(w) > 0 for w in widths)
+    assert "image" not in parsed.tags and "foreignobject" not in parsed.tags
+
+
+def test_evidence_chain_follows_the_manual_method(policy_page: tuple[str, _Page]) -> None:
+    html, _ = policy_page
+    chain = _element(html, "tbody", "host-web-01-tcp-2222")
+    steps = re.findall(r"<li[^>]*><b>([^<]+)</b>", chain)
+    assert steps == [
+        "port", "nmap", "socket", "PID", "exe", "cmdline", "user", "package", "verdicts", "policy",
+    ]  # fmt: skip
+    for fact in ["OpenSSH", "0.0.0.0:2222", "31337", "/tmp/.x/srv", "deleted", "www-data",
+                 "not owned", "DELETED_BINARY", "no-unowned-listeners"]:  # fmt: skip
+        assert fact in chain, fact
+    # Two processes on one port: the socket..package steps repeat per listener.
+    dns = _element(html, "tbody", "host-web-01-udp-53")
+    assert re.findall(r"<b>(socket[^<]*)</b>", dns) == ["socket 1/2", "socket 2/2"]
+    # The exe's hash, the process's container; integrity is part of the package step.
+    assert IMPLANT_SHA256 in chain and "docker:3f2a9c" in chain
+    redis = _element(html, "tbody", "host-web-01-tcp-6379")
+    assert 'class="badge b-critical">modified</span>' in redis
+    assert "??5?????? /usr/bin/redis-check-rdb" in redis and "MODIFIED_BINARY" in redis
+    ssh = _element(html, "tbody", "host-web-01-tcp-22")
+    assert 'class="badge b-ok">ok</span>' in ssh and "ssh.service" in ssh
+    assert "not checked" in _element(html, "tbody", "host-web-01-tcp-80")
+    assert "[::]:22" in ssh  # IPv6 sockets are bracketed
+
+
+def test_filter_data_is_computed_never_copied(policy_page: tuple[str, _Page]) -> None:
+    html, _ = policy_page
+    row = r'(<div class="hrow" role="row"[^>]*>)\s*<div role="cell"><a[^>]*>([^<]*)<'
+    rows = {m.group(2): m.group(1) for m in re.finditer(row, html)}
+    web, db, legacy = rows["web-01"], rows["db-01"], rows["legacy &lt;b&gt;box&lt;/b&gt;"]
+    # groups are indexes into the sorted group list [db, prod, web], shown in the select
+    assert 'data-groups="2 1"' in web and 'data-groups="0"' in db and 'data-groups=""' in legacy
+    assert re.findall(r'<select id="f-group">(.*?)</select>', html) == [
+        '<option value="">any</option><option value="0">db</option><option value="1">prod</option>'
+        '<option value="2">web</option><option value="none">(no group)</option>'
+    ]
+    assert 'data-worst="0"' in web and 'data-worst="5"' in db and 'data-worst="1"' in legacy
+    assert 'data-status="unreachable"' in db
+    assert "HIDDEN_LISTENER" in re.search(r'data-kinds="([^"]*)"', web).group(1)  # type: ignore[union-attr]
+    assert 'data-findings="5"' in web  # 6 findings, the waived one not counted
+
+
+def test_host_data_never_reaches_an_attribute() -> None:
+    # Poison every string of the policy run; none of it may show up in any attribute value.
+    html = render_html(_poison(policy_results()))
+    parsed = _parse(html)
+    for name, value in parsed.attrs:
+        assert value is None or not ({"\x1b", "\u202e", "<", ">"} & set(value)), (name, value)
+        assert value is None or ("[0m" not in value and "x</i" not in value), (name, value)
+    text = " ".join("".join(parsed.text["findings"]).split())
+    assert text.count("\\x1b[0m\\u202e<i>x</i>\\x00") >= 7 * 2  # each finding's rule and message
+    assert "i" not in parsed.tags
+    assert POISON not in html
+
+
+def test_finding_anchors_are_stable_safe_and_unique() -> None:
+    assert finding_anchor("rule-1.web-01.tcp.22") == "finding-rule-1.web-01.tcp.22"
+    odd = finding_anchor('x" onclick="alert(1)')
+    assert re.fullmatch(r"finding-x-onclick-alert-1-[0-9a-f]{12}", odd)
+    assert odd == finding_anchor('x" onclick="alert(1)')  # stable across runs
+    assert finding_anchor("a b") != finding_anchor("a/b")  # same slug, different digest
+    assert re.fullmatch(r"finding-[0-9a-f]{12}", finding_anchor("\u202e"))
+    # Two findings with one id (a policy bug) still get distinct elements.
+    twice = [
+        Finding(id="dup", rule="r", severity=Severity.LOW, host="h", message=m)
+        for m in ("one", "two")
+    ]
+    host = HostResult(name="h", address="192.0.2.1", status=HostStatus.OK, findings=twice)
+    base = AuditResults(
+        tool_version="0", inventory="i", started_at=sample_results().started_at,
+        finished_at=sample_results().finished_at, hosts=[host],
+    )  # fmt: skip
+    ids = _parse(render_html(base)).ids
+    assert ids.count("finding-dup") == 1 and ids.count("finding-dup-2") == 1
+
+
+def test_a_port_anchor_never_collides_with_a_host_anchor() -> None:
+    base = sample_results()
+    web = base.hosts[0]
+    twin = HostResult(name="web-01 tcp 22", address="192.0.2.9", status=HostStatus.HOST_DOWN)
+    ids = _parse(render_html(base.model_copy(update={"hosts": [web, twin]}))).ids
+    assert len(ids) == len(set(ids))
+    assert "host-web-01-tcp-22" in ids and "host-web-01-tcp-22-2" in ids
+
+
+def test_hostile_finding_text_is_inert(policy_page: tuple[str, _Page]) -> None:
+    html, parsed = policy_page
+    assert parsed.tags.count("script") == 1
+    findings = parsed.section("findings")
+    assert "hidden listener answering as <script>alert(1)</script>\"'" in findings
+    assert "legacy <b>box</b>" in findings
+    assert HOSTILE_BANNER not in html  # the raw banner (with its controls) never appears
+
+
+def test_finding_on_a_port_without_a_row_is_kept() -> None:
+    # The policy may judge a port the reconciliation did not list; it must not vanish.
+    base = policy_results()
+    web = base.hosts[0]
+    stray = Finding(
+        id="stray.web-01.tcp.4444", rule="approved-services", severity=Severity.HIGH,
+        host="web-01", proto=Proto.TCP, port=4444, message="port 4444 seen by the policy only",
+    )  # fmt: skip
+    hosts = [web.model_copy(update={"findings": [*web.findings, stray]}), *base.hosts[1:]]
+    parsed = _parse(render_html(base.model_copy(update={"hosts": hosts})))
+    assert "port 4444 seen by the policy only" in parsed.section("host-web-01")
+    assert parsed.ids.count("finding-stray.web-01.tcp.4444") == 1
+
+
+def test_bar_chart_geometry() -> None:
+    chart = bar_chart(
+        "t",
+        [
+            ("small", [("low", "low", 1), ("high", "high", 0)]),
+            ("big", [("critical", "critical", 2), ("low", "low", 2)]),
+            ("none", [("low", "low", 0)]),
+            ("x" * 40, [("info", "info", 3)]),
+        ],
+        legend=[("low", "low")],
+        max_bars=2,
+    )
+    assert [b.full_label for b in chart.bars] == ["big", "x" * 40]  # largest first, empty dropped
+    assert chart.more == 1 and chart.empty is None
+    big, long = chart.bars
+    assert [s.count for s in big.segments] == [2, 2]
+    assert big.segments[1].x == big.segments[0].x + big.segments[0].width  # stacked
+    area = charts.WIDTH - charts.LABEL_WIDTH - charts.TOTAL_WIDTH
+    assert sum(s.width for s in big.segments) == pytest.approx(area)  # the largest fills it
+    assert long.segments[0].width == pytest.approx(area * 3 / 4)
+    assert long.label.endswith("…") and len(long.label) == charts.MAX_LABEL
+    assert bar_chart("t", [], empty="nothing").empty == "nothing"

@@ -211,27 +211,38 @@ class BindResult(Model):
 
 
 class NatForward(Model):
-    """A DNAT/REDIRECT rule sending (proto, port) arriving here elsewhere.
+    """A DNAT/REDIRECT rule sending (proto, port..port_last) arriving here elsewhere.
 
-    `to_address` None is REDIRECT (this host); `to_port` None keeps the port.
+    `to_address` None is REDIRECT (this host); `to_port` None keeps the port; a range
+    of either end has its last port in `*_last`. `daddr` is the rule's destination match
+    (the rule applies only to packets for that address).
     """
 
     proto: Proto
     port: Port
+    port_last: Port | None = None
     kind: str  # "dnat" | "redirect"
     to_address: str | None = None
     to_port: Port | None = None
+    to_port_last: Port | None = None
+    daddr: str | None = None
     family: str  # "ipv4" | "ipv6" | "inet"
     chain: str
     tool: str  # "iptables-save" | "ip6tables-save" | "nft"
     rule: str
+
+    def covers(self, proto: Proto, port: int) -> bool:
+        return proto == self.proto and self.port <= port <= (self.port_last or self.port)
 
     @property
     def destination(self) -> str:
         host = self.to_address or "(this host)"
         if ":" in host:
             host = f"[{host}]"
-        return host if self.to_port is None else f"{host}:{self.to_port}"
+        if self.to_port is None:
+            return host
+        ports = f"{self.to_port}-{self.to_port_last}" if self.to_port_last else f"{self.to_port}"
+        return f"{host}:{ports}"
 
 
 class SystemFacts(Model):
@@ -248,7 +259,7 @@ class SystemFacts(Model):
 
 
 class Coverage(Model):
-    """What the internal view could see: which sources ran, with what privilege, what was missing."""
+    """What the internal view could see: sources run, with what privilege, tools missing."""
 
     sources: list[str] = []
     privileged: bool | None = None

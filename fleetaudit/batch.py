@@ -4,6 +4,12 @@ Every exec request pays a round trip and the remote login shell's start-up, so a
 commands travel together as one POSIX sh script. Each command's output is framed by
 marker lines carrying a per-batch random nonce, so output that happens to contain a
 marker (a hostile cmdline, say) cannot be mistaken for a frame.
+
+A command may carry its own limits, so one hung or runaway command costs its own section,
+not the whole batch: `timeout` (seconds, through the host's `timeout`, GNU or busybox, when
+it has one) and `max_output` (bytes, through `head -c`: the command gets SIGPIPE past it).
+Either limit leaves the section without its end marker: `exit_status` None.
+`only_if` is a shell condition: when false, the command runs not and has no section.
 """
 
 from __future__ import annotations
@@ -16,11 +22,29 @@ from fleetaudit.models import Model
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _NONCE = re.compile(r"^[A-Za-z0-9]{8,64}$")
+# Exit status of GNU timeout and busybox >= 1.30 when the limit struck.
+TIMED_OUT = 124
+
+# Defined once per script, only when some command needs them. `timeout` has two dialects:
+# `timeout SECS PROG` (GNU, busybox >= 1.30) and `timeout -t SECS PROG` (older busybox);
+# a host with neither runs the command unbounded. `head -c` is not POSIX: without it the
+# output is uncapped (the transport's own cap still holds).
+_HELPERS_TIMEOUT = """\
+if timeout 5 true >/dev/null 2>&1; then fa_timeout() { timeout "$@"; }
+elif timeout -t 5 true >/dev/null 2>&1; then
+  fa_timeout() { fa_s=$1; shift; timeout -t "$fa_s" "$@"; }
+else fa_timeout() { shift; "$@"; }; fi"""
+_HELPERS_CAP = """\
+if printf 'ab' | head -c 1 >/dev/null 2>&1; then fa_cap() { head -c "$1"; }
+else fa_cap() { cat; }; fi"""
 
 
 class BatchCommand(Model):
     name: str
     command: str
+    timeout: int | None = None
+    max_output: int | None = None
+    only_if: str | None = None
 
 
 class Section(Model):
@@ -35,17 +59,40 @@ def build_script(commands: Sequence[BatchCommand], nonce: str) -> str:
     """A sh script running each command in a subshell, stdin closed, framed by markers."""
     if not _NONCE.match(nonce):
         raise ValueError("nonce must be 8-64 alphanumeric characters")
-    # Parsers know the C locale's messages ("no path found"), not their translations.
-    lines = ["LC_ALL=C; export LC_ALL"]
+    # Parsers know the C locale's messages ("no path found"), not their translations. An
+    # unprivileged login's PATH often lacks the sbin directories (where RHEL keeps ss).
+    lines = ["LC_ALL=C; export LC_ALL",
+             'PATH="${PATH:-/usr/bin:/bin}:/usr/sbin:/sbin"; export PATH']
+    if any(c.timeout is not None for c in commands):
+        lines.append(_HELPERS_TIMEOUT)
+    if any(c.max_output is not None for c in commands):
+        lines.append(_HELPERS_CAP)
     for item in commands:
         if not _NAME.match(item.name):
             raise ValueError(f"bad section name {item.name!r}")
-        begin = shlex.quote(f"@@fa-{nonce}:begin:{item.name}")
-        end = shlex.quote(f"@@fa-{nonce}:end:{item.name}:")
-        lines.append(f"printf '%s\\n' {begin}")
-        lines.append(f"( {item.command} ) </dev/null")
-        lines.append(f"printf '\\n%s%s\\n' {end} \"$?\"")
+        if item.timeout is not None and not 0 < item.timeout <= 86400:
+            raise ValueError(f"{item.name}: timeout must be 1..86400 seconds")
+        if item.max_output is not None and item.max_output <= 0:
+            raise ValueError(f"{item.name}: max_output must be positive")
+        lines.extend(_framed(item, nonce))
     return "\n".join(lines) + "\n"
+
+
+def _framed(item: BatchCommand, nonce: str) -> list[str]:
+    # A newline before each marker: a section cut mid-line must not hide the next one.
+    begin = shlex.quote(f"@@fa-{nonce}:begin:{item.name}")
+    end = shlex.quote(f"@@fa-{nonce}:end:{item.name}:")
+    command = item.command
+    if item.timeout is not None:
+        command = f"fa_timeout {item.timeout} sh -c {shlex.quote(command)}"
+    run = f"( {command} ) </dev/null; printf '\\n%s%s\\n' {end} \"$?\""
+    if item.max_output is not None:
+        # The end marker goes through the cap too: cut output never claims to be complete.
+        run = f"{{ {run}; }} | fa_cap {item.max_output}"
+    body = [f"printf '\\n%s\\n' {begin}", run]
+    if item.only_if is not None:
+        return [f"if {item.only_if}; then", *body, "fi"]
+    return body
 
 
 def split_output(output: str, nonce: str) -> dict[str, Section]:
@@ -60,13 +107,15 @@ def split_output(output: str, nonce: str) -> dict[str, Section]:
         kind, name, status = match.group(1), match.group(2), match.group(3)
         if kind == "begin":
             if current is not None:
-                sections[current] = Section(name=current, text=output[start:match.start()],
+                # Drop the newline build_script prints before the next begin marker.
+                text = output[start:match.start()]
+                sections[current] = Section(name=current, text=text.removesuffix("\n"),
                                             exit_status=None)
             current, start = name, match.end() + 1
         elif current == name and status is not None:
             # build_script prints a newline before the end marker so it starts a line.
             text = output[start:match.start()]
-            sections[name] = Section(name=name, text=text[:-1] if text.endswith("\n") else text,
+            sections[name] = Section(name=name, text=text.removesuffix("\n"),
                                      exit_status=int(status))
             current = None
     if current is not None:

@@ -31,8 +31,9 @@ from fleetaudit.models import (
     InventoryHost,
     Severity,
 )
-from fleetaudit.orchestrator import AuditOptions, AuditOutcome, run_audit
+from fleetaudit.orchestrator import AuditOptions, run_audit
 from fleetaudit.policy import Policy, apply_policy, baseline_policy, exit_code, load_policy
+from fleetaudit.preflight import render_text, run_preflight
 from fleetaudit.report import (
     DEFAULT_FORMATS,
     Format,
@@ -42,9 +43,10 @@ from fleetaudit.report import (
     results_from_json,
     write_report,
 )
+from fleetaudit.scan.evidence import write_nmap_evidence
 from fleetaudit.transport import HostKeyPolicy, SSHOptions
 
-EXIT_CONFIG = 2
+EXIT_CONFIG, EXIT_INCOMPLETE = 2, 3
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Audit what really listens on every open port of a fleet.")
@@ -72,15 +74,6 @@ def _show_host(result: HostResult) -> None:
               markup=True, soft_wrap=True)
 
 
-def _write_evidence(out_dir: Path, outcome: AuditOutcome) -> None:
-    if outcome.nmap_xml is None:
-        return
-    path = out_dir / "nmap.xml"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(outcome.nmap_xml)
-
-
 def _write(results: AuditResults, out_dir: Path,
            formats: Sequence[Format] = DEFAULT_FORMATS) -> ReportPaths:
     try:
@@ -97,9 +90,9 @@ def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
     results = apply_policy(outcome.results, policy or baseline_policy(), date.today())
     paths = _write(results, out_dir, tuple(Format))
     try:
-        _write_evidence(out_dir, outcome)
+        write_nmap_evidence(out_dir, outcome.nmap_xml_files)
     except OSError as exc:
-        raise ConfigError(f"cannot write {out_dir}/nmap.xml: {exc.strerror or exc}") from exc
+        raise ConfigError(f"cannot write {out_dir}/nmap/: {exc.strerror or exc}") from exc
     failed = [h for h in results.hosts if h.status is not HostStatus.OK]
     if results.scan is None:
         err.print("[yellow]No scan result: the external view is missing.[/]")
@@ -167,6 +160,30 @@ def audit(
 
 
 @app.command()
+def check(
+    inventory: Annotated[Path, typer.Argument(help="Ansible-style YAML inventory")],
+    known_hosts: Annotated[Path | None, typer.Option(
+        help="known_hosts file [default: ~/.ssh/known_hosts]")] = None,
+    host_key_policy: Annotated[HostKeyPolicy, typer.Option(
+        help="strict | accept-new | off")] = HostKeyPolicy.STRICT,
+    concurrency: Annotated[int, typer.Option(min=1, max=1000, help="Hosts checked at once")] = 50,
+    connect_timeout: Annotated[float, typer.Option(min=1.0, help="SSH connect timeout, s")] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Before an audit: can each host be reached, what may we run, what will we not see."""
+    try:
+        inv = load_inventory(inventory)
+    except ConfigError as exc:
+        raise _fail(exc) from exc
+    ssh = SSHOptions(known_hosts=known_hosts, host_key_policy=host_key_policy,
+                     connect_timeout=connect_timeout)
+    result = asyncio.run(run_preflight(inv, ssh, concurrency=concurrency))
+    out.print(result.model_dump_json(indent=2) if as_json else render_text(result),
+              markup=False, end="")
+    raise typer.Exit(0 if result.complete else EXIT_INCOMPLETE)
+
+
+@app.command()
 def report(
     results: Annotated[Path, typer.Argument(help="A results.json from an earlier audit")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where to write the report")],
@@ -206,7 +223,7 @@ def demo(
             raise _fail(exc) from exc
         raise typer.Exit(code)
     try:
-        info = lab.up(hosts)
+        info = lab.up(hosts, internal_plants=hosts >= 3)
     except LabError as exc:
         raise _fail(exc) from exc
     try:
@@ -224,12 +241,14 @@ def demo(
 @lab_app.command("up")
 def lab_up(
     count: Annotated[int, typer.Argument(min=1, max=1000, help="Number of hosts")] = 4,
+    internal_plants: Annotated[bool, typer.Option(
+        help="Also plant the internal-view cases on the last three hosts (3+ hosts)")] = False,
     state_dir: Annotated[Path, typer.Option(help="Where the lab keeps its state")] = (
         lab.DEFAULT_STATE_DIR),
 ) -> None:
     """Create COUNT SSH hosts in network namespaces on 10.99.0.0/16, with planted cases."""
     try:
-        info = lab.up(count, state_dir=state_dir)
+        info = lab.up(count, state_dir=state_dir, internal_plants=internal_plants)
     except LabError as exc:
         raise _fail(exc) from exc
     err.print(f"{len(info.hosts)} lab hosts up on bridge {info.bridge}")

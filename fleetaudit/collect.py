@@ -1,56 +1,170 @@
 """What to run on a host to build its internal view, in as few round trips as possible.
 
-Three exec requests per host, each a batch of probes: (1) which tools exist and the
-listening sockets; (2) exe, cmdline and owner of every listening PID; (3) the package
-that owns each executable. Each round needs the answers of the one before.
+Each round is one script (a batch of probes) sent through one shell session on the host,
+so the login shell and sudo start once per host; each round needs the answers of the one
+before:
+
+1. which tools exist, the host's facts (boot time, euid...), the listening sockets from
+   the first of `ss`, `netstat`, busybox `netstat` the host has, and always /proc/net
+   (with its fd-to-socket map): a listener one lists and the other omits is evidence
+   (Coverage.notes "tools disagree: ..."). The view keeps one socket per listener: the
+   tool's, plus those only /proc/net shows (source proc_net);
+2. the process chain of every listening PID (exe, cmdline, owner, status, start time,
+   cwd, sha256, mapped files, environment names, cgroup, netns);
+3. the package owning each executable (rpm hosts also verify it here: `rpm -Vf PATH`);
+4. dpkg hosts: `dpkg --verify` of those packages.
+
+After the scan, `collect_final` runs one more round on the same connection, only for ports
+open from outside that no listener inside explains: a bind() probe and the NAT rules.
+
+With `become`, every round runs under one `sudo -n sh -s`; when sudo refuses, the rest is
+collected unprivileged and the view says what that hides. A probe that fails leaves its
+error in the view and the others go on; only a TransportError leaves this module.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from fleetaudit.batch import Section, build_script, split_output
+from fleetaudit.batch import TIMED_OUT, BatchCommand, Section, build_script, split_output
 from fleetaudit.errors import ParseError
-from fleetaudit.models import InternalView, PackageLookup, PackageOwner, ProcessInfo, Socket
+from fleetaudit.models import (
+    Coverage,
+    ExternalHost,
+    IntegrityResult,
+    InternalView,
+    ListenerSource,
+    PackageLookup,
+    PackageOwner,
+    ProcessInfo,
+    Proto,
+    Socket,
+    SystemFacts,
+    ToolsDisagreement,
+)
 from fleetaudit.parsers.packages import usrmerge_aliases
 from fleetaudit.probes import (
+    INTERNAL_TOOLS,
     Probe,
-    cmdline_probe,
+    bind_probe,
     dpkg_owner_probe,
-    exe_probe,
-    owner_probe,
+    host_facts_probe,
+    integrity_probe,
+    nat_probe,
+    netstat_probe,
+    proc_net_probe,
+    process_probes,
     rpm_owner_probe,
     ss_probe,
     tools_probe,
 )
-from fleetaudit.transport import Transport
+from fleetaudit.reconcile import serves_address
+from fleetaudit.transport import PrivilegeError, ShellSession, Transport, open_session
 
 MAX_PIDS = 4096
+MAX_BIND_PORTS = 256
+# Per command, where the host has `timeout` and `head -c`: one hung or flooding command
+# costs its own section, not the batch. The transport's timeout bounds the whole batch.
+COMMAND_TIMEOUT = 30
+LISTING_OUTPUT = 32 * 1024 * 1024
+PROCESS_OUTPUT = 1024 * 1024
+# Per PID, only the read of a whole file (the executable, maybe on a hung network mount)
+# gets a time limit, and the reads that can be long a size cap: a `timeout` costs two
+# processes (~2 ms) and a cap one (~0.6 ms) per command, more than a /proc read itself.
+_TIMED_PER_PID = {"sha256"}
+_CAPPED_PER_PID = {"cmdline", "maps", "envnames"}
+
+
+def _has(tool: str) -> str:
+    return f"command -v {tool} >/dev/null 2>&1"
+
+
+# The first listing tool the host has, decided on the host within round 1.
+_ONLY_IF = {
+    "ss": _has("ss"),
+    "netstat": f"! {_has('ss')} && {_has('netstat')}",
+    "busybox_netstat": (f"! {_has('ss')} && ! {_has('netstat')} && {_has('busybox')} && "
+                        "busybox --list 2>/dev/null | grep -qx netstat"),
+}
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    """How to collect one host: limits, privilege, and the optional expensive reads."""
+
+    timeout: float = 120.0  # one batch, end to end
+    command_timeout: int = COMMAND_TIMEOUT
+    become: bool = False
+    become_user: str | None = None
+    hash_exe: bool = True
+    maps: bool = True
 
 
 class _Batch:
-    """Runs probes together and parses each section, keeping every failure as evidence."""
+    """Runs probes together and parses each section, keeping every failure as evidence.
 
-    def __init__(self, transport: Transport, timeout: float) -> None:
+    All of a collection's rounds go through one shell session on the host (one login,
+    one sudo), opened at the first round.
+    """
+
+    def __init__(self, transport: Transport, options: CollectOptions) -> None:
         self.transport = transport
-        self.timeout = timeout
+        self.options = options
+        self.become = options.become
+        self.session: ShellSession | None = None
         self.errors: list[str] = []
+        self.notes: list[str] = []
 
-    async def run(self, probes: Sequence[Probe[Any]]) -> dict[str, Section]:
+    def command(self, probe: Probe[Any], *, limit: bool = False, output: int | None = None,
+                only_if: str | None = None) -> BatchCommand:
+        return BatchCommand(name=probe.name, command=probe.command,
+                            timeout=self.options.command_timeout if limit else None,
+                            max_output=output, only_if=only_if)
+
+    async def _open(self) -> ShellSession:
+        if self.session is not None and self.session.alive:
+            return self.session
+        try:
+            self.session = await open_session(self.transport, become=self.become,
+                                              become_user=self.options.become_user,
+                                              timeout=self.options.timeout)
+        except PrivilegeError as exc:
+            # Asked for, refused: say so, and see what the login itself may see.
+            self.become = False
+            self.errors.append(f"{exc}; collected without privilege")
+            self.session = await open_session(self.transport, timeout=self.options.timeout)
+        return self.session
+
+    async def run(self, commands: Sequence[BatchCommand]) -> dict[str, Section]:
         nonce = secrets.token_hex(12)
-        script = build_script([p.batch_command() for p in probes], nonce)
-        result = await self.transport.run(script, timeout=self.timeout)
+        script = build_script(commands, nonce)
+        session = await self._open()
+        result = await session.run(script, timeout=self.options.timeout)
         if result.truncated:
             self.errors.append("output cut at the size limit; later sections are missing")
+        if result.exit_status is None:
+            self.errors.append("the host's shell ended in the middle of a round")
         return split_output(result.stdout.decode("utf-8", errors="replace"), nonce)
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
 
     def read(self, probe: Probe[Any], sections: dict[str, Section]) -> Any:
         section = sections.get(probe.name)
         if section is None:
-            self.errors.append(f"{probe.name}: no output (`{probe.command}`)")
+            self.errors.append(f"{probe.name}: no output (`{probe.command[:200]}`)")
             return None
+        if section.exit_status is None:
+            self.errors.append(f"{probe.name}: output cut short (size or time limit); "
+                               "kept what arrived")
+        elif section.exit_status == TIMED_OUT:
+            self.errors.append(f"{probe.name}: ran past {self.options.command_timeout}s "
+                               "and was stopped")
         try:
             return probe.read(section)
         except ParseError as exc:
@@ -58,78 +172,332 @@ class _Batch:
             return None
 
 
-async def collect_internal(transport: Transport, *, timeout: float = 120.0) -> InternalView:
-    """Gather listeners, their processes and package owners; raises only TransportError."""
-    batch = _Batch(transport, timeout)
+def _complete(section: Section | None) -> bool:
+    """A listing counts as full only when it ran to its end marker and exited 0."""
+    return section is not None and section.exit_status == 0
 
-    tools, ss = tools_probe(), ss_probe()
-    sections = await batch.run([tools, ss])
-    present, missing = batch.read(tools, sections) or ([], [])
+
+async def collect_internal(transport: Transport, *, timeout: float = 120.0,
+                           options: CollectOptions | None = None) -> InternalView:
+    """Gather listeners, their process chains, package owners and integrity.
+
+    Raises only TransportError; the connection stays open for `collect_final`.
+    """
+    options = options or CollectOptions(timeout=timeout)
+    batch = _Batch(transport, options)
+    try:
+        return await _collect(batch, options)
+    finally:
+        await batch.close()
+
+
+async def _collect(batch: _Batch, options: CollectOptions) -> InternalView:
+    tools, facts = tools_probe(INTERNAL_TOOLS), host_facts_probe()
+    listings = [(ss_probe(), ListenerSource.SS), (netstat_probe(), ListenerSource.NETSTAT),
+                (netstat_probe(busybox=True), ListenerSource.NETSTAT)]
+    proc_net = proc_net_probe()
+    sections = await batch.run([
+        batch.command(tools), batch.command(facts),
+        *(batch.command(probe, limit=True, output=LISTING_OUTPUT, only_if=_ONLY_IF[probe.name])
+          for probe, _ in listings),
+        batch.command(proc_net, limit=True, output=LISTING_OUTPUT),
+    ])
+    present, missing = batch.read(tools, sections) or ([], list(INTERNAL_TOOLS))
+    system: SystemFacts | None = batch.read(facts, sections)
+    privileged = None if system is None or system.euid is None else system.euid == 0
+
     sockets: list[Socket] = []
-    if "ss" in present:
-        sockets = batch.read(ss, sections) or []
-        if sections.get("ss") is not None and sections["ss"].exit_status not in (0, None):
-            batch.errors.append(f"ss exited with status {sections['ss'].exit_status}")
-    else:
-        batch.errors.append("ss is not installed: no listener could be listed")
+    sources: list[ListenerSource] = []
+    for probe, source in listings:
+        if probe.name not in sections:
+            continue  # not the host's first listing tool: never ran
+        found = batch.read(probe, sections)
+        if found is not None:
+            sockets += found
+            if _complete(sections[probe.name]):
+                sources.append(source)
+            else:
+                batch.errors.append(f"{probe.name} exited with status "
+                                    f"{sections[probe.name].exit_status}: listing incomplete")
+        if probe.name == "busybox_netstat":
+            batch.notes.append("netstat: busybox's applet")
+    if not sources:
+        batch.notes.append("no listing tool (ss, netstat, busybox netstat) ran: listeners "
+                           "come from /proc/net alone")
+    kernel = batch.read(proc_net, sections)
+    if kernel is not None and _complete(sections[proc_net.name]):
+        sources.append(ListenerSource.PROC_NET)
+    disagreed = disagreements([*sockets, *(kernel or [])], sources)
+    batch.notes += [_describe_disagreement(d) for d in disagreed]
+    sockets = merge_listings(sockets, kernel or [])
+    batch.notes += hidden_owners(sockets, privileged)
 
     pids = sorted({owner.pid for s in sockets for owner in s.owners})
     if len(pids) > MAX_PIDS:
         batch.errors.append(f"{len(pids)} listening PIDs; only the first {MAX_PIDS} examined")
         pids = pids[:MAX_PIDS]
-    processes = await _processes(batch, pids)
+    processes = await _processes(batch, pids, system)
     processes = await _packages(batch, processes, present)
+
+    coverage = Coverage(
+        sources=[s.value for s in dict.fromkeys(sources)], privileged=privileged,
+        missing_tools=missing,
+        notes=[*_privilege_notes(options, batch, system), *batch.notes],
+    )
     return InternalView(sockets=sockets, processes=processes, tools=present,
-                        missing_tools=missing, errors=batch.errors)
+                        missing_tools=missing, errors=batch.errors, system=system,
+                        coverage=coverage, disagreements=disagreed)
 
 
-async def _processes(batch: _Batch, pids: list[int]) -> list[ProcessInfo]:
+def _privilege_notes(options: CollectOptions, batch: _Batch,
+                     system: SystemFacts | None) -> list[str]:
+    euid = system.euid if system is not None else None
+    who = "unknown user" if euid is None else ("root" if euid == 0 else f"uid {euid}")
+    if options.become and batch.become:
+        return [f"privilege: sudo -n{' -u ' + options.become_user if options.become_user else ''}"
+                f" ({who})"]
+    if options.become:
+        return [f"privilege: sudo refused; ran as {who}"]
+    return [f"privilege: none asked; ran as {who}"]
+
+
+def _address_key(address: str) -> str:
+    """ss's `*` (a dual-stack wildcard) is /proc/net's `::`; brackets and case differ too."""
+    bare = address.strip("[]")
+    if bare == "*":
+        return "::"
+    try:
+        return ipaddress.ip_address(bare).compressed
+    except ValueError:
+        return bare
+
+
+def disagreements(sockets: Iterable[Socket],
+                  sources: Sequence[ListenerSource]) -> list[ToolsDisagreement]:
+    """Listeners that one full listing shows and another omits (TOOLS_DISAGREE's evidence).
+
+    Compared by protocol, port and address; a socket that opened or closed between the
+    two reads shows up here too, which is why this is evidence, not a verdict.
+    """
+    full = list(dict.fromkeys(sources))
+    if len(full) < 2:
+        return []
+    seen: dict[tuple[str, int, str], set[ListenerSource]] = {}
+    for sock in sockets:
+        if sock.source in full:
+            seen.setdefault(_socket_key(sock), set()).add(sock.source)
+    found = []
+    for (proto, port, address), by in sorted(seen.items()):
+        absent = [s for s in full if s not in by]
+        if absent:
+            found.append(ToolsDisagreement(proto=Proto(proto), port=port, address=address,
+                                           listed_by=[s for s in full if s in by],
+                                           missing_from=absent))
+    return found
+
+
+def _describe_disagreement(d: ToolsDisagreement) -> str:
+    return (f"tools disagree: {d.proto.value} {d.address} port {d.port} listed by "
+            f"{', '.join(s.value for s in d.listed_by)}, "
+            f"not by {', '.join(s.value for s in d.missing_from)}")
+
+
+def merge_listings(listed: Sequence[Socket], kernel: Sequence[Socket]) -> list[Socket]:
+    """One socket per listener: the listing tool's, plus the ones only /proc/net shows.
+
+    A listener both list appears once (the tool's word, with its owners); one /proc/net
+    alone shows (a tool that hides it) keeps source proc_net and the owners found through
+    the fd map, so its process chain is collected like any other's.
+    """
+    known = {_socket_key(s) for s in listed}
+    return [*listed, *(s for s in kernel if _socket_key(s) not in known)]
+
+
+def _socket_key(sock: Socket) -> tuple[str, int, str]:
+    return sock.proto.value, sock.port, _address_key(sock.address)
+
+
+def hidden_owners(sockets: Iterable[Socket], privileged: bool | None) -> list[str]:
+    """Per listener no tool named a process for: say why, rather than guess one."""
+    owned: set[tuple[str, int, str]] = set()
+    bare: dict[tuple[str, int, str], Socket] = {}
+    for sock in sockets:
+        key = _socket_key(sock)
+        if sock.owners:
+            owned.add(key)
+        else:
+            bare.setdefault(key, sock)
+    why = ("PID hidden: not privileged" if privileged is False else
+           "no process holds it (a kernel socket, or its process exited)" if privileged
+           else "PID not visible (privilege unknown)")
+    return [f"{proto} {address} port {port}: {why}"
+            for (proto, port, address) in sorted(set(bare) - owned)]
+
+
+def _process_command(batch: _Batch, probe: Probe[Any]) -> BatchCommand:
+    kind = probe.name.partition(".")[0]
+    return batch.command(probe, limit=kind in _TIMED_PER_PID,
+                         output=PROCESS_OUTPUT if kind in _CAPPED_PER_PID else None)
+
+
+async def _processes(batch: _Batch, pids: list[int],
+                     system: SystemFacts | None) -> list[ProcessInfo]:
     if not pids:
         return []
-    probes = {pid: (exe_probe(pid), cmdline_probe(pid), owner_probe(pid)) for pid in pids}
-    sections = await batch.run([p for trio in probes.values() for p in trio])
+    bundles = [process_probes(pid, hash_exe=batch.options.hash_exe, maps=batch.options.maps)
+               for pid in pids]
+    sections = await batch.run([_process_command(batch, p) for b in bundles for p in b.probes])
     processes = []
-    for pid, (exe_p, cmdline_p, owner_p) in probes.items():
-        exe, deleted = batch.read(exe_p, sections) or (None, False)
-        uid, user = batch.read(owner_p, sections) or (None, None)
-        errors = [] if exe else ["executable not readable (process gone or not privileged)"]
-        processes.append(ProcessInfo(
-            pid=pid, exe=exe, exe_deleted=deleted, cmdline=batch.read(cmdline_p, sections) or [],
-            uid=uid, user=user, errors=errors,
-        ))
+    for bundle in bundles:
+        try:
+            processes.append(bundle.build(sections, system))
+        except ParseError as exc:
+            batch.errors.append(f"process {bundle.pid}: {exc}")
+            processes.append(ProcessInfo(pid=bundle.pid, errors=[str(exc)]))
     return processes
+
+
+def _verifiable(exe: str) -> bool:
+    # A path with a newline cannot be asked about safely; it stays "not checked".
+    return exe.startswith("/") and "\n" not in exe
 
 
 async def _packages(batch: _Batch, processes: list[ProcessInfo],
                     tools: list[str]) -> list[ProcessInfo]:
-    # A path with a newline cannot be asked about safely; it stays "not checked".
-    exes = sorted({p.exe for p in processes if p.exe and p.exe.startswith("/")
-                   and "\n" not in p.exe})
+    """Owner of each executable, then its integrity; both by the host's package manager."""
+    exes = sorted({p.exe for p in processes if p.exe and _verifiable(p.exe)})
     if not exes:
         return processes
     if "dpkg" in tools:
-        manager, make_probe = "dpkg", dpkg_owner_probe
+        manager = "dpkg"
     elif "rpm" in tools:
-        manager, make_probe = "rpm", rpm_owner_probe
+        manager = "rpm"
     else:
-        batch.errors.append("no package manager found (dpkg, rpm): ownership not checked")
+        batch.notes.append("no package manager found (dpkg, rpm): ownership and integrity "
+                           "not checked")
         return processes
     queried = sorted({alias for exe in exes for alias in usrmerge_aliases(exe)})
-    probe = make_probe(queried)
-    lookups: list[PackageLookup] = batch.read(probe, await batch.run([probe])) or []
-    by_path = {lookup.path: lookup for lookup in lookups}
+    owner_probe = dpkg_owner_probe(queried) if manager == "dpkg" else rpm_owner_probe(queried)
+    commands = [batch.command(owner_probe, limit=True, output=LISTING_OUTPUT)]
+    rpm_verify = None
+    if manager == "rpm":
+        # rpm verifies by path: no need to wait for the owner's name.
+        rpm_verify = integrity_probe("rpm", {exe: exe for exe in exes})
+        commands.append(batch.command(rpm_verify, limit=True, output=LISTING_OUTPUT))
+    sections = await batch.run(commands)
+    lookups: list[PackageLookup] = batch.read(owner_probe, sections) or []
     if not lookups:
         return processes
+    by_path = {lookup.path: lookup for lookup in lookups}
 
-    def owner(exe: str) -> PackageOwner | None:
+    def owned(exe: str) -> tuple[str, PackageOwner] | None:
+        """The spelling the package database knows the file by, and its owner."""
         for alias in usrmerge_aliases(exe):
             found = by_path.get(alias)
             if found is not None and found.owner is not None:
-                return found.owner
+                return alias, found.owner
         return None
 
+    owners = {exe: owned(exe) for exe in exes}
+    integrity: dict[str, IntegrityResult] = {}
+    if rpm_verify is not None:
+        for result in batch.read(rpm_verify, sections) or []:
+            integrity[result.path] = result
+    else:
+        integrity = await _dpkg_integrity(batch, processes, owners)
+    packages = {exe: found[1] if found is not None else None for exe, found in owners.items()}
     return [
-        p.model_copy(update={"package": owner(p.exe), "package_manager": manager})
-        if p.exe in exes else p
+        p.model_copy(update={"package": packages[p.exe], "package_manager": manager,
+                             "integrity": integrity.get(p.exe)})
+        if p.exe in packages else p
         for p in processes
     ]
+
+
+async def _dpkg_integrity(batch: _Batch, processes: list[ProcessInfo],
+                          owners: dict[str, tuple[str, PackageOwner] | None]
+                          ) -> dict[str, IntegrityResult]:
+    """dpkg --verify of each owning package, read back per executable (as /proc named it)."""
+    deleted = {p.exe for p in processes if p.exe_deleted}
+    # The file on disk is no longer the one running: verifying it would vouch for nothing.
+    targets = {alias: owner.name for exe, found in owners.items()
+               if found is not None and exe not in deleted
+               for alias, owner in [found]}
+    if not targets:
+        return {}
+    try:
+        probe = integrity_probe("dpkg", targets)
+    except ValueError as exc:
+        batch.errors.append(f"integrity not checked: {exc}")
+        return {}
+    sections = await batch.run([batch.command(probe, limit=True, output=LISTING_OUTPUT)])
+    by_alias = {result.path: result for result in batch.read(probe, sections) or []}
+    results = {}
+    for exe, found in owners.items():
+        if found is not None and found[0] in by_alias:
+            result = by_alias[found[0]]
+            results[exe] = result if result.path == exe else result.model_copy(
+                update={"path": exe})
+    return results
+
+
+# --- after the scan -------------------------------------------------------------------
+
+
+def ports_to_probe(view: InternalView, external: ExternalHost | None,
+                   address: str) -> list[tuple[Proto, int]]:
+    """Ports open from outside that no socket inside serves on the scanned address."""
+    if external is None:
+        return []
+    wanted = []
+    for port in external.ports:
+        if port.state != "open":
+            continue
+        if not any(s.proto is port.proto and s.port == port.port
+                   and serves_address(s, address) for s in view.sockets):
+            wanted.append((port.proto, port.port))
+    return sorted(set(wanted))
+
+
+async def collect_final(transport: Transport, view: InternalView,
+                        ports: Sequence[tuple[Proto, int]], *,
+                        options: CollectOptions | None = None) -> InternalView:
+    """The round after the scan: bind() each unexplained port and read the NAT rules.
+
+    `ports` come from `ports_to_probe`. Returns `view` with bind_results, nat_forwards and
+    what this round could not see added; raises only TransportError.
+    """
+    if not ports:
+        return view
+    options = options or CollectOptions()
+    batch = _Batch(transport, options)
+    wanted = list(ports)[:MAX_BIND_PORTS]
+    if len(ports) > MAX_BIND_PORTS:
+        batch.errors.append(f"{len(ports)} unexplained open ports; only the first "
+                            f"{MAX_BIND_PORTS} bind-probed")
+    binder, nat = bind_probe(wanted), nat_probe()
+    try:
+        sections = await batch.run([batch.command(binder, limit=True, output=LISTING_OUTPUT),
+                                    batch.command(nat, limit=True, output=LISTING_OUTPUT)])
+    finally:
+        await batch.close()
+    bind_results = batch.read(binder, sections) or []
+    reading = batch.read(nat, sections)
+    notes = [f"bind probe on {len(wanted)} port(s) open outside and unseen inside"]
+    forwards = []
+    if reading is not None:
+        forwards = reading.forwards
+        if reading.tools:
+            notes.append(f"NAT rules read with {', '.join(reading.tools)}")
+        if reading.refused:
+            notes.append(f"NAT rules not readable by {', '.join(reading.refused)} "
+                         "(not privileged?)")
+        if not reading.tools and not reading.refused:
+            notes.append("no NAT tool (iptables-save, ip6tables-save, nft) on the host")
+    coverage = view.coverage or Coverage()
+    return view.model_copy(update={
+        "bind_results": [*view.bind_results, *bind_results],
+        "nat_forwards": [*view.nat_forwards, *forwards],
+        "errors": [*view.errors, *batch.errors],
+        "coverage": coverage.model_copy(update={"notes": [*coverage.notes, *notes]}),
+    })

@@ -3,7 +3,9 @@
 Supported: nested groups (`hosts:`, `children:`, `vars:`) under `all:` or any top-level
 group, numeric host ranges (`web[01:03]`), and the connection variables
 `ansible_host`, `ansible_port`, `ansible_user`, `ansible_ssh_private_key_file`,
-`ansible_connection` (ssh or local) plus fleetaudit's own `fleetaudit_route_dev`.
+`ansible_connection` (ssh or local), privilege through `ansible_become`,
+`ansible_become_user` and `ansible_become_method` (sudo only: fleetaudit runs `sudo -n`,
+never sending a password), plus fleetaudit's own `fleetaudit_route_dev`.
 Variables apply from the outermost group inwards, host variables last.
 """
 
@@ -24,8 +26,14 @@ MAX_INVENTORY_BYTES = 16 * 1024 * 1024
 MAX_HOSTS = 100_000
 _RANGE = re.compile(r"\[(\d+):(\d+)\]")
 _VARIABLE_OF = {"address": "ansible_host", "port": "ansible_port", "user": "ansible_user",
-                "key_file": "ansible_ssh_private_key_file", "route_dev": "fleetaudit_route_dev"}
+                "key_file": "ansible_ssh_private_key_file", "route_dev": "fleetaudit_route_dev",
+                "become": "ansible_become", "become_user": "ansible_become_user"}
 _GROUP_KEYS = {"hosts", "children", "vars"}
+# Ansible's spellings of a boolean, as YAML 1.1 or as strings from group_vars.
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0", ""}
+# Goes into a `sudo -u` argument: a user name, or `#uid`, nothing a shell would read.
+_BECOME_USER = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\$?|#\d{1,10})$")
 _CONNECTIONS = {"ssh": Connection.SSH, "smart": Connection.SSH, "paramiko": Connection.SSH,
                 "local": Connection.LOCAL}
 
@@ -151,6 +159,26 @@ class _Walker:
             for name in self.host_groups
         ]
 
+    def become(self, name: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+        """ansible_become and friends; a method other than sudo is refused, not ignored."""
+        raw = variables.get("ansible_become", False)
+        if isinstance(raw, bool):
+            become = raw
+        elif str(raw).strip().lower() in _TRUE | _FALSE:
+            become = str(raw).strip().lower() in _TRUE
+        else:
+            raise self.fail(name, f"ansible_become: {raw!r} is not a boolean")
+        method = str(variables.get("ansible_become_method", "sudo"))
+        if become and method != "sudo":
+            raise self.fail(name, f"ansible_become_method {method!r} is not supported "
+                                  "(fleetaudit runs `sudo -n`)")
+        user = variables.get("ansible_become_user")
+        if user is not None:
+            user = str(user)
+            if not _BECOME_USER.match(user):
+                raise self.fail(name, f"ansible_become_user {user!r} is not a user name")
+        return {"become": become, "become_user": user}
+
     def host(self, name: str, variables: Mapping[str, Any], base_dir: Path | None) -> InventoryHost:
         connection_name = str(variables.get("ansible_connection", "ssh"))
         connection = _CONNECTIONS.get(connection_name)
@@ -175,6 +203,7 @@ class _Walker:
             fields["port"] = variables["ansible_port"]
         if "ansible_user" in variables:
             fields["user"] = variables["ansible_user"]
+        fields.update(self.become(name, variables))
         try:
             return InventoryHost(**fields)
         except ValidationError as exc:

@@ -267,6 +267,17 @@ class Coverage(Model):
     notes: list[str] = []
 
 
+class ToolsDisagreement(Model):
+    """A listener one full listing shows and another omits: evidence that a tool lies
+    (or that the socket came or went between the two reads)."""
+
+    proto: Proto
+    port: Port
+    address: str
+    listed_by: list[ListenerSource]
+    missing_from: list[ListenerSource]
+
+
 class InternalView(Model):
     sockets: list[Socket] = []
     processes: list[ProcessInfo] = []
@@ -277,6 +288,7 @@ class InternalView(Model):
     bind_results: list[BindResult] = []
     nat_forwards: list[NatForward] = []
     coverage: Coverage | None = None
+    disagreements: list[ToolsDisagreement] = []
 
 
 # --- external view -----------------------------------------------------------

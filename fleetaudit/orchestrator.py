@@ -1,4 +1,4 @@
-"""Drives a whole fleet: one nmap scan and every host's collection at the same time.
+"""Drives a whole fleet: the nmap scan and every host's collection at the same time.
 
 A host that fails is an outcome (its status and errors), never an exception that ends
 the run; only a whole-run problem (nmap missing) is raised, and even then the
@@ -13,13 +13,20 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from fleetaudit import __version__, scanner
-from fleetaudit.collect import collect_internal
+from fleetaudit import __version__, scan
+from fleetaudit.collect import (
+    CollectOptions,
+    collect_final,
+    collect_internal,
+    ports_to_probe,
+)
 from fleetaudit.errors import (
     AuthError,
+    CommandError,
     HostKeyError,
     ScanError,
     TransportError,
@@ -34,11 +41,19 @@ from fleetaudit.models import (
     InternalView,
     Inventory,
     InventoryHost,
+    Proto,
     ScanRun,
     Stage,
 )
 from fleetaudit.reconcile import reconcile_host
-from fleetaudit.transport import SSHOptions, connect
+from fleetaudit.scan.command import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_DISCOVERY_CONCURRENCY,
+    DEFAULT_VERSION_HOST_TIMEOUT,
+    ScanSettings,
+)
+from fleetaudit.transport import SSHOptions, Transport, connect
 
 
 class AuditOptions(BaseModel):
@@ -46,14 +61,32 @@ class AuditOptions(BaseModel):
 
     ssh: SSHOptions = SSHOptions()
     concurrency: int = 50
-    ports: str | None = None
     command_timeout: float = 120.0
+    # --- the external view (fleetaudit.scan) ---
+    profile: str = "quick"
+    ports: str | None = None  # replaces the profile's ports; T:/U: prefixes
+    scan_concurrency: int = DEFAULT_CONCURRENCY  # nmap processes at once
+    scan_discovery_concurrency: int = DEFAULT_DISCOVERY_CONCURRENCY  # of which discovering
+    scan_batch_size: int = DEFAULT_BATCH_SIZE  # hosts per nmap process
+    nmap_args: tuple[str, ...] = ()  # allowlisted timing/intensity options
+    version_host_timeout: str | None = DEFAULT_VERSION_HOST_TIMEOUT
+    nmap_xml: tuple[Path, ...] = ()  # read these reports instead of scanning
+    nmap_path: str | None = None
+    # Connections kept open from collection to the round after the scan (see _Parking).
+    parked_connections: int = 256
 
 
 @dataclass
 class AuditOutcome:
     results: AuditResults
-    nmap_xml: bytes | None = None
+    nmap_xml: bytes | None = None  # no longer set: see nmap_xml_files
+    # One raw report per nmap process (or per --nmap-xml file), for DIR/nmap/<name>.xml.
+    nmap_xml_files: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+# What the scan task gives: the run with every host's external view (None when there is
+# no scan), the whole fleet scan (evidence, per-host failures), and a whole-run error.
+ScanOutcome = tuple[ScanRun | None, "scan.FleetScan | None", str | None]
 
 
 @dataclass
@@ -95,8 +128,35 @@ def _transport_status(exc: TransportError) -> HostStatus:
     return HostStatus.UNREACHABLE
 
 
-async def _collect(state: _HostState, options: AuditOptions, limit: asyncio.Semaphore) -> None:
+class _Parking:
+    """How many connections may stay open between collection and the round after the scan.
+
+    An idle SSH connection costs a file descriptor here and an sshd there: past this many,
+    a host that needs the last round reconnects instead.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self.free = max(0, slots)
+
+    def take(self) -> bool:
+        if self.free <= 0:
+            return False
+        self.free -= 1
+        return True
+
+    def give(self) -> None:
+        self.free += 1
+
+
+async def _collect(state: _HostState, options: AuditOptions, limit: asyncio.Semaphore,
+                   parking: _Parking | None = None,
+                   scan_task: asyncio.Future[ScanOutcome]
+                   | None = None) -> None:
+    """Collect the host, then (once the scan is in) probe its unexplained open ports."""
     assert state.address is not None
+    collect_options = CollectOptions(timeout=options.command_timeout,
+                                     become=state.host.become,
+                                     become_user=state.host.become_user)
     async with limit:
         try:
             transport = await connect(state.host, state.address, options.ssh)
@@ -104,29 +164,143 @@ async def _collect(state: _HostState, options: AuditOptions, limit: asyncio.Sema
             state.fail(_transport_status(exc), Stage.CONNECT, str(exc))
             return
         try:
-            async with transport:
-                state.internal = await collect_internal(transport,
-                                                        timeout=options.command_timeout)
+            state.internal = await collect_internal(transport, options=collect_options)
         except TransportError as exc:
+            await transport.close()
             state.fail(HostStatus.COLLECTION_FAILED, Stage.COLLECT, str(exc))
             return
         except Exception as exc:  # one host's surprise must not end the run
+            await transport.close()
             state.fail(HostStatus.COLLECTION_FAILED, Stage.COLLECT,
                        f"internal error while collecting: {type(exc).__name__}: {exc}")
             return
     for message in state.internal.errors:
         state.errors.append(HostError(stage=Stage.COLLECT, message=message))
+    parked = parking is not None and scan_task is not None and parking.take()
+    if not parked:
+        await transport.close()
+    try:
+        if scan_task is not None:
+            await _final_round(state, options, limit, collect_options,
+                               transport if parked else None, scan_task)
+    finally:
+        if parked:
+            await transport.close()
+            assert parking is not None
+            parking.give()
 
 
-async def _scan(targets: list[str], options: AuditOptions) -> tuple[ScanRun | None, bytes | None,
-                                                                  str | None]:
-    if not targets:
+async def _final_round(
+    state: _HostState, options: AuditOptions, limit: asyncio.Semaphore,
+    collect_options: CollectOptions, transport: Transport | None,
+    scan_task: asyncio.Future[ScanOutcome],
+) -> None:
+    """Bind probe and NAT rules for the ports the scan found open and no listener explains."""
+    assert state.address is not None and state.internal is not None
+    try:
+        scan_run = (await asyncio.shield(scan_task))[0]
+    except Exception:  # run_audit reports a failed scan; nothing to probe without it
+        return
+    external = next((h for h in scan_run.hosts if h.address == state.address),
+                    None) if scan_run else None
+    if external is None or external.status != "up":
+        return
+    ports = ports_to_probe(state.internal, external, state.address)
+    if not ports:
+        return
+    before = len(state.internal.errors)
+    try:
+        try:
+            if transport is None:
+                raise CommandError("connection not kept")
+            state.internal = await collect_final(transport, state.internal, ports,
+                                                 options=collect_options)
+        except CommandError:
+            # Not kept, or closed by the host while the scan ran: one fresh connection.
+            async with limit, await connect(state.host, state.address, options.ssh) as fresh:
+                state.internal = await collect_final(fresh, state.internal, ports,
+                                                     options=collect_options)
+    except TransportError as exc:
+        state.errors.append(HostError(
+            stage=Stage.COLLECT,
+            message=f"bind probe and NAT rules not collected: {exc}"))
+        return
+    for message in state.internal.errors[before:]:
+        state.errors.append(HostError(stage=Stage.COLLECT, message=message))
+
+
+def scan_settings(options: AuditOptions) -> ScanSettings:
+    """The scan plan the options ask for; ConfigError (before anything runs) if wrong."""
+    return scan.make_settings(
+        options.profile, options.ports, privileged=scan.is_privileged(),
+        extra_args=options.nmap_args, batch_size=options.scan_batch_size,
+        concurrency=options.scan_concurrency,
+        discovery_concurrency=min(options.scan_discovery_concurrency, options.scan_concurrency),
+        version_host_timeout=options.version_host_timeout)
+
+
+async def _scan(targets: list[str], settings: ScanSettings | None, options: AuditOptions,
+                imported: scan.FleetScan | None = None) -> ScanOutcome:
+    if imported is not None:
+        return imported.run, imported, None
+    if not targets or settings is None:
         return None, None, "nothing to scan"
     try:
-        run, xml = await scanner.scan(targets, ports=options.ports)
+        fleet = await scan.scan_fleet(targets, settings, nmap_path=options.nmap_path)
     except ScanError as exc:
         return None, None, str(exc)
-    return run, xml, None
+    return fleet.run, fleet, None
+
+
+async def _import(targets: list[str], options: AuditOptions) -> scan.FleetScan | None:
+    """--nmap-xml: read the reports (ConfigError if one is unusable), never scan."""
+    if not targets:
+        return None
+    defaults: dict[tuple[Proto, int], str] = {}
+    try:
+        nmap_bin = scan.find_nmap(options.nmap_path)
+        defaults = await asyncio.to_thread(scan.load_default_services, nmap_bin)
+    except ScanError:
+        pass  # without nmap-services, ports just have no default service name
+    return await asyncio.to_thread(scan.import_nmap_xml, list(options.nmap_xml), targets,
+                                   defaults)
+
+
+async def _targets(inventory: Inventory) -> tuple[list[_HostState], list[str]]:
+    """Resolve every host once, refuse those routed off their interface; the scan targets."""
+    states = [_HostState(host=h) for h in inventory.hosts]
+    await asyncio.gather(*(_resolve(s) for s in states))
+    checks = asyncio.Semaphore(16)
+
+    async def guard(state: _HostState) -> None:
+        if not (state.address and state.host.route_dev):
+            return
+        async with checks:
+            try:
+                await asyncio.to_thread(scan.check_route, state.address, state.host.route_dev)
+            except UnsafeTargetError as exc:
+                state.fail(HostStatus.UNREACHABLE, Stage.SCAN, f"refused: {exc}")
+                state.address = None
+
+    await asyncio.gather(*(guard(s) for s in states))
+    return states, sorted({s.address for s in states if s.address})
+
+
+async def audit_dry_run(inventory: Inventory, options: AuditOptions) -> list[str]:
+    """What an audit would run, without running it: no nmap, no SSH.
+
+    Names are resolved and routes checked (both local lookups), so the lines show the
+    real targets; a ConfigError in the scan options is raised as in a real run.
+    """
+    settings = None if options.nmap_xml else scan_settings(options)
+    states, targets = await _targets(inventory)
+    lines = [f"# skipped {s.host.name} ({s.host.address}): {s.errors[-1].message}"
+             for s in states if s.address is None and s.errors]
+    if settings is None:
+        return lines + [f"# no scan: would read {p}" for p in options.nmap_xml]
+    if not targets:
+        return [*lines, "# nothing to scan"]
+    return lines + scan.dry_run_lines(targets, settings, options.nmap_path or "nmap")
 
 
 async def run_audit(
@@ -135,29 +309,20 @@ async def run_audit(
     on_host_done: Callable[[HostResult], None] | None = None,
 ) -> AuditOutcome:
     started = datetime.now(UTC)
-    states = [_HostState(host=h) for h in inventory.hosts]
-    await asyncio.gather(*(_resolve(s) for s in states))
-
-    for state in states:
-        if state.address and state.host.route_dev:
-            try:
-                await asyncio.to_thread(scanner.check_route, state.address, state.host.route_dev)
-            except UnsafeTargetError as exc:
-                state.fail(HostStatus.UNREACHABLE, Stage.SCAN, f"refused: {exc}")
-                state.address = None
-
+    settings = None if options.nmap_xml else scan_settings(options)  # ConfigError first
+    states, targets = await _targets(inventory)
     ready = [s for s in states if s.address]
-    targets = sorted({s.address for s in ready if s.address})
     limit = asyncio.Semaphore(max(1, options.concurrency))
+    imported = await _import(targets, options) if settings is None else None
 
-    scan_task = asyncio.create_task(_scan(targets, options))
-    await asyncio.gather(*(_collect(s, options, limit) for s in ready))
-    scan_run, xml, scan_error = await scan_task
+    scan_task = asyncio.create_task(_scan(targets, settings, options, imported))
+    parking = _Parking(options.parked_connections)
+    await asyncio.gather(*(_collect(s, options, limit, parking, scan_task) for s in ready))
+    scan_run, fleet, scan_error = await scan_task
 
-    scanned = {h.address: h for h in scan_run.hosts} if scan_run else {}
     results = []
     for state in states:
-        result = _host_result(state, scanned, scan_run, scan_error)
+        result = _host_result(state, fleet, scan_error)
         results.append(result)
         if on_host_done is not None:
             on_host_done(result)
@@ -166,30 +331,37 @@ async def run_audit(
                              started_at=started, finished_at=datetime.now(UTC),
                              scan=scan_run.model_copy(update={"hosts": []}) if scan_run else None,
                              hosts=results),
-        nmap_xml=xml,
+        nmap_xml_files=fleet.evidence if fleet else [],
     )
 
 
-def _host_result(state: _HostState, scanned: dict[str, ExternalHost], scan_run: ScanRun | None,
+def _host_result(state: _HostState, fleet: scan.FleetScan | None,
                  scan_error: str | None) -> HostResult:
     host = state.host
     if state.address is None:
         return HostResult(name=host.name, address=host.address, groups=host.groups,
                           status=state.status, errors=state.errors)
-    external = scanned.get(state.address)
+    external: ExternalHost | None = None
     external_missing = None
-    if scan_error:
+    if scan_error or fleet is None:
+        scan_error = scan_error or "no scan"
         external_missing = f"scan failed: {scan_error}"
         state.fail(HostStatus.SCAN_FAILED, Stage.SCAN, scan_error)
-    elif external is None:
-        external_missing = "the scan did not report this host"
-        if scan_run is not None and not scan_run.complete:
-            external_missing = "the scan was cut short before this host"
-        state.fail(HostStatus.SCAN_FAILED, Stage.SCAN, external_missing)
-    elif external.status != "up":
-        external_missing = f"host {external.status} in the scan ({external.reason})"
-        state.fail(HostStatus.HOST_DOWN, Stage.SCAN, external_missing)
-        external = None
+    else:
+        address = scan.canonical(state.address)
+        external = fleet.hosts.get(address)
+        if external is None:
+            external_missing = fleet.failed.get(address, "the scan did not report this host")
+            state.fail(HostStatus.SCAN_FAILED, Stage.SCAN, external_missing)
+        elif external.status != "up":
+            external_missing = f"host {external.status} in the scan ({external.reason})"
+            state.fail(HostStatus.HOST_DOWN, Stage.SCAN, external_missing)
+            external = None
+        else:
+            # Part of this host's scan is missing (cut short, timed out): the ports that
+            # are there still count, but the audit of this host is not complete.
+            for message in external.errors:
+                state.fail(HostStatus.SCAN_FAILED, Stage.SCAN, message)
     internal_missing = None
     if state.internal is None:
         internal_missing = state.errors[0].message if state.errors else "not collected"

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from pydantic import BaseModel
 
 from fleetaudit.models import (
+    BindState,
     ExternalHost,
     ExternalPort,
     InternalView,
@@ -34,6 +35,7 @@ from fleetaudit.models import (
     Proto,
     Severity,
     Socket,
+    ToolsDisagreement,
     Verdict,
     VerdictKind,
 )
@@ -144,17 +146,29 @@ class IntegrityEvidence(Protocol):
 
 @dataclass(frozen=True)
 class HostFacts:
-    """Evidence beyond the two views, all optional. `listing_sources` names the tools that
-    each produced a full socket listing (ListenerSource values), so a socket one lists and
-    another omits is a disagreement."""
+    """Evidence beyond the two views, all optional; `disagreements` are the listeners one
+    full listing (ss, netstat, /proc/net) showed and another omitted."""
 
     bind_probes: Sequence[BindEvidence] = ()
     nat_rules: Sequence[NatEvidence] = ()
     integrity: Sequence[IntegrityEvidence] = ()
-    listing_sources: Collection[str] = ()
+    disagreements: Sequence[ToolsDisagreement] = ()
 
 
 # --- reconciliation ----------------------------------------------------------------------
+
+
+def facts_from_view(internal: InternalView | None) -> HostFacts:
+    """The evidence the internal view itself carries: bind probes, NAT rules, integrity
+    checks and disagreements between listings."""
+    if internal is None:
+        return HostFacts()
+    return HostFacts(
+        bind_probes=[b for b in internal.bind_results if b.state is not BindState.ERROR],
+        nat_rules=internal.nat_forwards,
+        integrity=[p.integrity for p in internal.processes if p.integrity is not None],
+        disagreements=internal.disagreements,
+    )
 
 
 def reconcile_host(
@@ -166,8 +180,9 @@ def reconcile_host(
     internal_missing: str | None = None,
     facts: HostFacts | None = None,
 ) -> list[PortReport]:
-    """Judge every port of one host; `*_missing` say why a view is absent."""
-    facts = facts or HostFacts()
+    """Judge every port of one host; `*_missing` say why a view is absent; `facts` default
+    to what the internal view carries."""
+    facts = facts if facts is not None else facts_from_view(internal)
     processes: dict[int, ProcessInfo] = {}
     for proc in sorted(internal.processes if internal else [], key=_json):
         processes.setdefault(proc.pid, proc)  # duplicates: one chosen by content, not order
@@ -194,7 +209,7 @@ def reconcile_host(
             external_missing or ("no scan result for this host" if external is None else None),
             internal_missing or ("no internal view for this host" if internal is None else None),
         )
-        verdicts += _tools_disagree(found, facts.listing_sources)
+        verdicts += _tools_disagree(proto, port, facts.disagreements)
         verdicts += _mismatch_verdicts(ext, reachable)
         verdicts += _binary_verdicts(listeners, integrity)
         if not verdicts:
@@ -392,19 +407,19 @@ def _nonstandard(ext: ExternalPort) -> list[Verdict]:
     )]
 
 
-def _tools_disagree(found: list[Socket], sources: Collection[str]) -> list[Verdict]:
+def _tools_disagree(proto: Proto, port: int,
+                    disagreements: Sequence[ToolsDisagreement]) -> list[Verdict]:
     """A listener one full listing shows and another omits: one of the tools is lying."""
-    consulted = {str(s) for s in sources}
-    seen = {s.source.value for s in found} & consulted
-    missing = consulted - seen
-    if not seen or not missing:
+    mine = sorted((d for d in disagreements if (d.proto, d.port) == (proto, port)), key=_json)
+    if not mine:
         return []
-    said = ", ".join(sorted(seen))
-    silent = ", ".join(sorted(missing))
+    said = ", ".join(sorted({s.value for d in mine for s in d.listed_by}))
+    silent = ", ".join(sorted({s.value for d in mine for s in d.missing_from}))
     return [Verdict(kind=VerdictKind.TOOLS_DISAGREE, severity=Severity.HIGH,
                     message=f"listed by {said} but not by {silent}",
-                    evidence=[_describe_socket(s) for s in found
-                              if s.source.value in consulted])]
+                    evidence=[f"{', '.join(s.value for s in d.listed_by)}: {d.proto.value} "
+                              f"{d.address}:{d.port}; absent from "
+                              f"{', '.join(s.value for s in d.missing_from)}" for d in mine])]
 
 
 # --- the process behind the port ---------------------------------------------------------

@@ -3,13 +3,27 @@
 This module and `scanner` are the only ones that touch the network. Every failure
 leaves as a TransportError subclass, so the orchestrator can record it as the host's
 outcome and carry on with the rest of the fleet.
+
+Scripts travel on stdin to `sh -s`, so their size has no argv limit and the account's
+login shell (csh, fish) never parses them. A `ShellSession` keeps that shell open and
+takes one script after another, each answered up to an unforgeable done marker: every
+exec request costs a session, the login shell and its rc files (and sudo), so a host's
+rounds share one. With privilege asked for, the shell is `sudo -n [-u USER] -- sh -s`:
+one sudo per session, never a password; a refusal is a PrivilegeError the caller can
+fall back from.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
+import secrets
+import shlex
+import signal
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +36,12 @@ from fleetaudit.errors import AuthError, CommandError, ConnectError, HostKeyErro
 from fleetaudit.models import CommandResult, Connection, InventoryHost
 
 MAX_STDOUT = 64 * 1024 * 1024
+SCRIPT_SHELL = "/bin/sh -s"
+_SUDO_USER = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\$?|#\d{1,10})$")
+
+
+class PrivilegeError(CommandError):
+    """`sudo -n` refused (a password is required, not in sudoers, not installed)."""
 MAX_STDERR = 1024 * 1024
 _CHUNK = 256 * 1024
 
@@ -59,11 +79,176 @@ async def _read_capped(stream: _Readable, cap: int) -> tuple[bytes, bool]:
         size += len(chunk)
 
 
+class _Writable(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    def write_eof(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
+def script_command(*, become: bool, become_user: str | None = None) -> str:
+    """The exec request that runs a script read from stdin, through `sudo -n` if asked."""
+    if not become:
+        return SCRIPT_SHELL
+    if become_user is None:
+        return f"sudo -n -- {SCRIPT_SHELL}"
+    if not _SUDO_USER.match(become_user):
+        raise ValueError(f"not a user name: {become_user!r}")
+    return f"sudo -n -u {shlex.quote(become_user)} -- {SCRIPT_SHELL}"
+
+
+class ShellSession:
+    """A long-lived `sh -s` on the host, fed one script at a time over stdin.
+
+    Each script is followed by a line printing a done marker with a fresh random token, so
+    no output can end a script early. stderr is drained all along (a full pipe would stall
+    the shell) and kept up to MAX_STDERR per script. A script that runs past its timeout
+    ends the session: the next `run` raises CommandError.
+    """
+
+    def __init__(self, stdin: _Writable, stdout: _Readable, stderr: _Readable,
+                 finish: Callable[[], Awaitable[int | None]], kill: Callable[[], None]) -> None:
+        self._stdin, self._stdout = stdin, stdout
+        self._finish, self._kill = finish, kill
+        self._stderr = bytearray()
+        self._stderr_task = asyncio.create_task(self._drain(stderr))
+        self.alive = True
+        self.exit_status: int | None = None
+
+    async def _drain(self, stream: _Readable) -> None:
+        with contextlib.suppress(Exception):
+            while chunk := await stream.read(_CHUNK):
+                if len(self._stderr) < MAX_STDERR * 4:
+                    self._stderr += chunk
+
+    async def run(self, script: str, *, timeout: float = 120.0) -> CommandResult:
+        """Run `script`; the result's exit_status is None when the shell ended before the
+        script did (killed, or sudo refused to start it)."""
+        if not self.alive:
+            raise CommandError("the shell session on the host has ended")
+        token = secrets.token_hex(12)
+        marker = f"@@fa-{token}:done:".encode()
+        err_start = len(self._stderr)
+        payload = (script.rstrip("\n") + "\n"
+                   + f"printf '\\n%s%s\\n' '@@fa-{token}:done:' \"$?\"\n").encode()
+        try:
+            try:
+                self._stdin.write(payload)
+                await asyncio.wait_for(self._stdin.drain(), timeout)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the shell is gone already (sudo refused): its words are read below
+            stdout, truncated, status = await asyncio.wait_for(self._read_until(marker),
+                                                               timeout)
+        except TimeoutError as exc:
+            self._end()
+            raise CommandError(f"command ran past {timeout:.0f}s") from exc
+        except (BrokenPipeError, ConnectionResetError, asyncssh.Error, OSError) as exc:
+            self._end()
+            raise CommandError(f"connection lost while running a command: {exc}") from exc
+        if status is None:
+            self.alive = False
+            with contextlib.suppress(Exception):
+                self.exit_status = await asyncio.wait_for(self._finish(), 10)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._stderr_task, 5)
+        stderr = bytes(self._stderr[err_start:err_start + MAX_STDERR])
+        return CommandResult(command="sh -s", exit_status=status if status is not None
+                             else None, stdout=stdout, stderr=stderr, truncated=truncated)
+
+    async def _read_until(self, marker: bytes) -> tuple[bytes, bool, int | None]:
+        """Output up to the marker line (capped), whether it was cut, the script's status;
+        status None when the shell ended first."""
+        needle = b"\n" + marker  # the done line is printed after a newline of its own
+        kept = bytearray()
+        truncated = False
+        window = b""  # bytes that may still hold the needle
+        while True:
+            chunk = await self._stdout.read(_CHUNK)
+            if not chunk:
+                kept, truncated = _append_capped(kept, window, truncated)
+                return bytes(kept), truncated, None
+            window += chunk
+            at = window.find(needle)
+            if at >= 0:
+                end = window.find(b"\n", at + len(needle))
+                if end < 0:
+                    continue  # its status has not arrived yet
+                kept, truncated = _append_capped(kept, window[:at], truncated)
+                status = window[at + len(needle):end]
+                return bytes(kept), truncated, int(status) if status.isdigit() else 0
+            keep = len(needle) - 1  # a needle split across reads
+            if len(window) > keep:
+                kept, truncated = _append_capped(kept, window[:-keep], truncated)
+                window = window[-keep:]
+
+    def _end(self) -> None:
+        self.alive = False
+        with contextlib.suppress(Exception):
+            self._kill()
+
+    async def close(self) -> None:
+        """EOF on stdin ends the shell; one that does not go gets killed. Idempotent."""
+        self.alive = False
+        with contextlib.suppress(Exception):
+            self._stdin.write_eof()
+        try:
+            self.exit_status = await asyncio.wait_for(self._finish(), 5)
+        except Exception:
+            self._end()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._finish(), 5)
+        with contextlib.suppress(Exception):
+            self._stdin.close()
+        try:  # stderr ends with the shell; reading it to EOF lets its pipe close
+            await asyncio.wait_for(self._stderr_task, 2)
+        except Exception:
+            self._stderr_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._stderr_task
+
+
+def _append_capped(kept: bytearray, data: bytes, truncated: bool) -> tuple[bytearray, bool]:
+    room = MAX_STDOUT - len(kept)
+    if len(data) > room:
+        kept += data[:max(0, room)]
+        return kept, True
+    kept += data
+    return kept, truncated
+
+
+async def open_session(transport: Transport, *, become: bool = False,
+                       become_user: str | None = None, timeout: float = 60.0) -> ShellSession:
+    """Start the host's shell (through `sudo -n` if asked) and check that it answers.
+
+    PrivilegeError when sudo would not start it; the transport stays usable for an
+    unprivileged session.
+    """
+    session = await transport.open_shell(script_command(become=become,
+                                                        become_user=become_user))
+    result = await session.run("true", timeout=timeout)
+    if result.exit_status is None:
+        said = result.stderr.decode("utf-8", errors="replace").strip().splitlines()
+        reason = said[-1][:300] if said else f"exit status {session.exit_status}"
+        await session.close()
+        if become:
+            raise PrivilegeError(f"sudo -n refused: {reason}")
+        raise CommandError(f"the host's shell did not start: {reason}")
+    return session
+
+
 class Transport(ABC):
     """Runs POSIX sh command strings on one host."""
 
     @abstractmethod
-    async def run(self, command: str, *, timeout: float = 120.0) -> CommandResult: ...
+    async def run(self, command: str, *, timeout: float = 120.0) -> CommandResult:
+        """Run one command, stdin empty: one exec request (a ShellSession takes many)."""
+
+    @abstractmethod
+    async def open_shell(self, command: str) -> ShellSession:
+        """Start `command` (a shell reading scripts on stdin) for a ShellSession."""
 
     @abstractmethod
     async def close(self) -> None: ...
@@ -105,6 +290,26 @@ class LocalTransport(Transport):
         return CommandResult(command=command, exit_status=proc.returncode, stdout=stdout,
                              stderr=stderr, truncated=truncated)
 
+    async def open_shell(self, command: str) -> ShellSession:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "/bin/sh", "-c", command, stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise CommandError(f"cannot start /bin/sh: {exc}") from exc
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+
+        def kill() -> None:
+            # The shell leads its own session: its children (a hung command) go with it.
+            # Not once reaped: its PID, and so the group's, may belong to another by then.
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+        return ShellSession(proc.stdin, proc.stdout, proc.stderr, proc.wait, kill)
+
     async def close(self) -> None:
         return None
 
@@ -137,6 +342,19 @@ class SSHTransport(Transport):
             raise CommandError(f"connection lost while running a command: {exc}") from exc
         return CommandResult(command=command, exit_status=process.exit_status, stdout=stdout,
                              stderr=stderr, truncated=truncated)
+
+    async def open_shell(self, command: str) -> ShellSession:
+        try:
+            process = await self._connection.create_process(command, encoding=None)
+        except (asyncssh.Error, OSError) as exc:
+            raise CommandError(f"cannot open a session channel: {exc}") from exc
+
+        async def finish() -> int | None:
+            await process.wait_closed()
+            return process.exit_status
+
+        return ShellSession(process.stdin, process.stdout, process.stderr, finish,
+                            process.close)
 
     async def close(self) -> None:
         self._connection.close()

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(nmap openssh-server openssh-client lsof iproute2 iptables procps python3-venv)
+packages=(nmap openssh-server openssh-client lsof iproute2 iptables procps sudo python3-venv)
 extras="."
 if [ "${1:-}" = "--dev" ]; then
   extras=".[dev]"

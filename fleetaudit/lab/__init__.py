@@ -12,6 +12,7 @@ from fleetaudit.lab.state import (
     DEFAULT_SUBNET,
     LabHost,
     LabInfo,
+    LabUser,
     Plant,
     load_info,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "DEFAULT_SUBNET",
     "LabHost",
     "LabInfo",
+    "LabUser",
     "Plant",
     "check_route",
     "down",

@@ -26,8 +26,10 @@ from fleetaudit.lab.state import (
     load_state,
     save_state,
 )
+from fleetaudit.models import Proto
 
-REQUIRED_TOOLS = ("ip", "iptables", "env")
+REQUIRED_TOOLS = ("ip", "iptables", "env", "mount")
+INTERNAL_TOOLS = ("nsenter", "ss", "sudo")
 
 
 def up(
@@ -38,13 +40,21 @@ def up(
     *,
     ns_prefix: str | None = None,
     ready_timeout: float | None = None,
+    internal_plants: bool = False,
 ) -> LabInfo:
     """Build `count` SSH hosts in network namespaces behind `bridge`, with the planted cases.
 
+    `internal_plants` adds the internal-view cases on the last three hosts (see
+    `hosts.plan_internal`): a deleted binary, one in /tmp, a modified package binary, a
+    host without ss/netstat, lab logins with and without sudo, a pre-fork listener, a UDP
+    listener, a NAT redirect and an ss that hides a port. Off by default: reconcile does
+    not judge them all yet.
     All or nothing: on any failure (or Ctrl-C) everything made so far is removed again.
     """
     _require_root()
-    _require_tools()
+    _require_tools(internal_plants)
+    if internal_plants and count < 3:
+        raise LabError("the internal-view plants need a lab of at least 3 hosts")
     plan = net.plan_network(count, subnet, bridge, ns_prefix)
     state_dir = Path(os.path.abspath(state_dir))  # sshd wants absolute paths in its config
     _check_dir_chain(state_dir.parent)
@@ -71,7 +81,7 @@ def up(
         try:
             save()
             with _terminate_unwinds():
-                return _build(plan, state_dir, state, save, ready_timeout)
+                return _build(plan, state_dir, state, save, ready_timeout, internal_plants)
         except BaseException as exc:
             problems = _teardown(state_dir, state)
             if isinstance(exc, KeyboardInterrupt | SystemExit):
@@ -112,15 +122,20 @@ def down(state_dir: Path = DEFAULT_STATE_DIR) -> None:
 
 def _build(
     plan: net.NetPlan, state_dir: Path, state: LabState, save: Callable[[], None],
-    ready_timeout: float | None,
+    ready_timeout: float | None, internal_plants: bool = False,
 ) -> LabInfo:
     hosts.ensure_privsep_dir()
     packages = {path: hosts.package_of(path) for path in (hosts.SSHD, hosts.PYTHON)}
     names = [h.name for h in plan.hosts]
     specs = hosts.plan_plants(names, state_dir, packages)
+    internal = hosts.plan_internal(names, state_dir, packages) if internal_plants else None
+    setups: dict[str, hosts.HostSetup] = {}
+    if internal is not None:
+        specs += internal.specs
+        setups = {setup.host: setup for setup in internal.setups}
     ports: dict[str, set[int]] = {name: {hosts.SSH_PORT} for name in names}
     for spec in specs:
-        if spec.argv is None:
+        if spec.sshd_port:
             ports[spec.plant.host].add(spec.plant.port)
 
     client_key = state_dir / "client_ed25519"
@@ -146,6 +161,12 @@ def _build(
         bridge=plan.bridge, planted=planted))
     hosts.check_sshd_config(hosts.host_files(state_dir, names[0]).sshd_config)
 
+    hosts.prepare_root_home(state_dir)
+    if internal is not None:
+        _make_tmp_dir(internal.tmp_dir, state, save)
+        for setup in internal.setups:
+            setup.prepare(state_dir)
+
     net.raise_neigh_limits(len(plan.hosts), state, save)
     net.create(plan, state, save)
 
@@ -153,24 +174,36 @@ def _build(
     try:
         for host in plan.hosts:
             sshd[host.name] = hosts.start_sshd(hosts.host_files(state_dir, host.name),
-                                               host.netns, host.name)
+                                               host.netns, host.name, setups.get(host.name))
             state.processes.append(sshd[host.name])
     finally:
         save()
     netns = {h.name: h.netns for h in plan.hosts}
-    targets = [(sshd[name], ports[name], hosts.host_files(state_dir, name).log)
-               for name in names]
+    timeout = ready_timeout or 30 + 0.05 * len(plan.hosts)
+    # sshd first: a plant that joins its mount namespace must find the binds in place.
+    hosts.wait_listening([(sshd[name], ports[name], hosts.host_files(state_dir, name).log)
+                          for name in names], timeout)
+    targets: list[tuple[RecordedProcess, set[int], Path]] = []
+    udp: dict[int, set[int]] = {}
     try:
         for spec in specs:
-            started = hosts.start_plant(spec, netns[spec.plant.host], state_dir)
+            plant = spec.plant
+            started = hosts.start_plant(spec, netns[plant.host], state_dir,
+                                        enter=sshd[plant.host].pid)
             if started is not None:
                 state.processes.append(started)
-                log = hosts.host_files(state_dir, spec.plant.host).dir / (
-                    f"plant-{spec.plant.port}.log")
-                targets.append((started, {spec.plant.port}, log))
+                log = hosts.host_files(state_dir, plant.host).dir / f"plant-{plant.port}.log"
+                if plant.proto is Proto.UDP:
+                    udp[started.pid] = {plant.port}
+                    targets.append((started, set(), log))
+                else:
+                    targets.append((started, {plant.port}, log))
     finally:
         save()
-    hosts.wait_listening(targets, ready_timeout or 30 + 0.05 * len(plan.hosts))
+    hosts.wait_listening(targets, timeout, udp)
+    for spec in specs:
+        if spec.delete_after_start and spec.plant.exe is not None:
+            Path(spec.plant.exe).unlink()
 
     for probe in {plan.hosts[0].address, plan.hosts[-1].address}:
         try:
@@ -183,8 +216,13 @@ def _build(
         gateway=str(plan.gateway), inventory=inventory, known_hosts=known_hosts,
         client_key=client_key,
         hosts=[LabHost(name=h.name, address=str(h.address), netns=h.netns, veth=h.veth,
-                       sshd_pid=sshd[h.name].pid) for h in plan.hosts],
+                       sshd_pid=sshd[h.name].pid,
+                       hidden_tools=list(setups[h.name].hidden_tools) if h.name in setups
+                       else [],
+                       replaced=list(setups[h.name].replaced) if h.name in setups else [])
+               for h in plan.hosts],
         plants=[spec.plant for spec in specs],
+        users=internal.users if internal is not None else [],
     )
     state.info = info
     state.status = "up"
@@ -202,7 +240,7 @@ def _teardown(state_dir: Path, state: LabState) -> list[str]:
         if survivors:
             problems.append("processes would not die: " + ", ".join(
                 f"{p.pid} ({p.host} {p.role})" for p in survivors[:5]))
-    for step in (net.destroy, net.restore_sysctls):
+    for step in (net.destroy, net.restore_sysctls, _remove_paths):
         try:
             problems += step(state)
         except Exception as exc:  # keep going: the next step may still succeed
@@ -218,6 +256,40 @@ def _teardown(state_dir: Path, state: LabState) -> list[str]:
         shutil.rmtree(state_dir)
     except OSError as exc:
         problems.append(f"cannot remove {state_dir}: {exc}")
+    return problems
+
+
+def _make_tmp_dir(path: Path, state: LabState, save: Callable[[], None]) -> None:
+    """Recorded before it exists, created exclusively: never a directory someone planted."""
+    state.paths.append(str(path))
+    save()
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        state.paths.remove(str(path))
+        save()
+        raise LabError(f"{path} already exists: another lab's, or not ours; left alone") from None
+
+
+def _remove_paths(state: LabState) -> list[str]:
+    """Remove the recorded directories outside the state dir, if they are still ours."""
+    problems = []
+    for recorded in list(state.paths):
+        path = Path(recorded)
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            state.paths.remove(recorded)
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0:
+            problems.append(f"{path} is not the root-owned directory the lab made: left alone")
+            continue
+        try:
+            shutil.rmtree(path)
+        except OSError as exc:
+            problems.append(f"cannot remove {path}: {exc}")
+            continue
+        state.paths.remove(recorded)
     return problems
 
 
@@ -251,8 +323,9 @@ def _require_root() -> None:
                        "run it as root")
 
 
-def _require_tools() -> None:
-    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool, path=proc.CLEAN_PATH) is None]
+def _require_tools(internal_plants: bool = False) -> None:
+    needed = REQUIRED_TOOLS + (INTERNAL_TOOLS if internal_plants else ())
+    missing = [tool for tool in needed if shutil.which(tool, path=proc.CLEAN_PATH) is None]
     missing += [str(p) for p in (hosts.SSHD, hosts.PYTHON) if not os.access(p, os.X_OK)]
     if missing:
         raise LabError(f"the lab needs {', '.join(missing)}: not found (install iproute2, "

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shlex
 import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncssh
@@ -15,7 +18,7 @@ import yaml
 
 from fleetaudit.errors import LabError
 from fleetaudit.lab import proc
-from fleetaudit.lab.state import Plant, RecordedProcess
+from fleetaudit.lab.state import LabUser, Plant, RecordedProcess
 from fleetaudit.models import Proto, VerdictKind
 
 SSHD = Path("/usr/sbin/sshd")
@@ -26,8 +29,18 @@ SSH_PORT = 22
 NONSTANDARD_SSH_PORT = 24
 LAB_GROUP = "lab"
 # Inside a lab namespace "all addresses" means lo and the lab veth: that is the point.
-ANY = "0.0.0.0"  # noqa: S104
+ANY = "0.0.0.0"
 PLANTED_GROUP = "planted"
+# The internal-view plants (issue 3). Ports differ from every basic plant's.
+DELETED_PORT, UDP_PORT, PREFORK_PORT, REDIRECT_PORT = 8090, 5355, 8080, 2222
+MODIFIED_PORT, HIDDEN_PORT = 8000, 4444
+# Lab logins, real only inside their host's mount namespace: one with sudo, one without.
+USER_NO_SUDO, USER_SUDO = "fa-audit", "fa-sudo"
+FIRST_LAB_UID = 64200
+SS = Path("/usr/bin/ss")
+NETSTAT = Path("/usr/bin/netstat")
+BUSYBOX = Path("/usr/bin/busybox")
+ETC = Path("/etc")
 
 
 @dataclass(frozen=True)
@@ -100,11 +113,82 @@ def key_body(public: str) -> str:
 
 
 @dataclass(frozen=True)
+class FileSpec:
+    """A file the lab writes before anything starts: text, or a copy with bytes appended."""
+
+    path: Path
+    mode: int = 0o644
+    text: str | None = None
+    copy_from: Path | None = None
+    append: bytes = b""
+
+
+@dataclass(frozen=True)
 class PlantSpec:
     plant: Plant
-    argv: list[str] | None  # None: the host's own sshd serves this port
+    argv: list[str] | None  # None: the host's own sshd serves this port (or `nat` does)
     copy_from: Path | None = None
     firewall: tuple[str, ...] = ()
+    nat: tuple[str, ...] = ()  # iptables -t nat -A ...: the port is served by a redirect
+    files: tuple[FileSpec, ...] = ()
+    in_mount_ns: bool = False  # run inside the host's sshd mount namespace (sees its binds)
+    delete_after_start: bool = False  # unlink plant.exe once it listens
+
+    @property
+    def sshd_port(self) -> bool:
+        return self.argv is None and not self.nat
+
+
+@dataclass(frozen=True)
+class HostSetup:
+    """One host's private mount namespace: files bind-mounted over the machine's, seen by its
+    sshd (so by every SSH session) and by the plants started inside it; nothing else."""
+
+    host: str
+    binds: tuple[tuple[Path, Path], ...] = ()  # (source in the state dir, target)
+    files: tuple[FileSpec, ...] = ()
+    hide: tuple[Path, ...] = ()  # made absent (ENOENT) by an overlay with whiteouts
+    replaced: tuple[str, ...] = ()
+
+    @property
+    def hidden_tools(self) -> tuple[str, ...]:
+        return tuple(path.name for path in self.hide)
+
+    def whiteout_dir(self, state_dir: Path, parent: Path) -> Path:
+        return host_files(state_dir, self.host).dir / ("whiteout" + str(parent).replace("/", "-"))
+
+    def mount_commands(self, state_dir: Path) -> list[str]:
+        """sh commands run before sshd starts, in its mount namespace."""
+        commands = [f"mount --bind {shlex.quote(str(src))} {shlex.quote(str(dst))}"
+                    for src, dst in self.binds]
+        for parent in sorted({path.parent for path in self.hide}):
+            # A read-only overlay: the whiteouts above, the machine's directory below.
+            layers = f"lowerdir={self.whiteout_dir(state_dir, parent)}:{parent}"
+            commands.append(f"mount -t overlay fa-lab-hide -o {shlex.quote(layers)} "
+                            f"{shlex.quote(str(parent))}")
+        return commands
+
+    def prepare(self, state_dir: Path) -> None:
+        """Write this host's files and whiteouts (a 0:0 character device hides a name)."""
+        for item in self.files:
+            item.path.parent.mkdir(mode=0o755, exist_ok=True)
+            write_file(item, self.host)
+        for path in self.hide:
+            layer = self.whiteout_dir(state_dir, path.parent)
+            layer.mkdir(mode=0o755, exist_ok=True)
+            try:
+                os.mknod(layer / path.name, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+            except OSError as exc:
+                raise LabError(f"{self.host}: cannot make a whiteout for {path}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class InternalPlan:
+    specs: list[PlantSpec]
+    setups: list[HostSetup]
+    users: list[LabUser]
+    tmp_dir: Path
+    extra: list[FileSpec] = field(default_factory=list)
 
 
 def package_of(path: Path) -> str | None:
@@ -163,24 +247,251 @@ def plan_plants(
     ]
 
 
-def start_plant(spec: PlantSpec, netns: str, state_dir: Path) -> RecordedProcess | None:
-    if spec.argv is None:
-        return None
+# Lab plant scripts, run by the machine's python3.11 (or a copy of it).
+PREFORK_SCRIPT = """\
+# fleetaudit lab plant: one listening socket served by a parent and two forked children.
+import ctypes, os, signal, sys
+from http.server import HTTPServer, SimpleHTTPRequestHandler
+
+server = HTTPServer(("0.0.0.0", int(sys.argv[1])), SimpleHTTPRequestHandler)
+parent, children = os.getpid(), []
+for _ in range(2):
+    child = os.fork()
+    if child == 0:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the parent
+        if os.getppid() != parent:
+            os._exit(0)
+        server.serve_forever()
+        os._exit(0)
+    children.append(child)
+
+
+def stop(signum, frame):
+    for child in children:
+        os.kill(child, signal.SIGTERM)
+    sys.exit(0)
+
+
+signal.signal(signal.SIGTERM, stop)
+server.serve_forever()
+"""
+UDP_SCRIPT = """\
+# fleetaudit lab plant: a UDP echo service.
+import socket, sys
+
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind(("0.0.0.0", int(sys.argv[1])))
+while True:
+    data, peer = sock.recvfrom(2048)
+    sock.sendto(data, peer)
+"""
+# Seen by every SSH session on the host with the trojaned ss: the real ss, minus one port.
+TROJAN_SS = """\
+#!/bin/sh
+# fleetaudit lab plant: an ss that hides port {port}, as a rootkit's would.
+{real} "$@" | grep -v -e ':{port} '
+"""
+# Appended to the copy of a package binary: its checksum no longer matches dpkg's.
+MODIFIED_MARK = b"\n# fleetaudit lab: modified after installation\n"
+
+
+def tmp_plant_dir(state_dir: Path) -> Path:
+    """The shared /tmp, under an innocent name unique to this lab (hosts share /tmp)."""
+    digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:8]
+    return Path("/tmp") / f".X11-fa{digest}"  # noqa: S108
+
+
+def free_uids(count: int, passwd: str, group: str, first: int = FIRST_LAB_UID) -> list[int]:
+    """UIDs (also used as GIDs) that neither /etc/passwd nor /etc/group uses."""
+    used = set()
+    for text in (passwd, group):
+        for line in text.splitlines():
+            fields = line.split(":")
+            if len(fields) > 2 and fields[2].isdigit():
+                used.add(int(fields[2]))
+    uids: list[int] = []
+    candidate = first
+    while len(uids) < count:
+        if candidate not in used:
+            uids.append(candidate)
+        candidate += 1
+    return uids
+
+
+def plan_internal(
+    names: Sequence[str], state_dir: Path, packages: Mapping[Path, str | None],
+    etc: Path = ETC,
+) -> InternalPlan:
+    """The internal-view plants on the last three hosts (a lab of three: hosts 1 to 3).
+
+    - tools host: ss, netstat and busybox absent (an overlay with whiteouts on /usr/bin),
+      so the listing comes from /proc/net; carries a deleted binary;
+    - users host: its own /etc/passwd, group, shadow and sudoers with two lab logins
+      (one allowed `sudo -n /bin/sh`, one not); a UDP service from a hidden /tmp
+      directory, a pre-fork listener, a port redirected by NAT;
+    - tampered host: a modified python3.11 bind-mounted over the real one, and an ss
+      that hides one port.
+    Nothing of the machine's own files changes: the binds live in those hosts' sshd mount
+    namespaces only.
+    """
+    if len(names) < 3:
+        raise LabError("the internal-view plants need a lab of at least 3 hosts")
+    tools_host, users_host, tampered_host = names[-3:]
+    python = str(PYTHON)
+    python_package = packages.get(PYTHON)
+    tools_dir = host_files(state_dir, tools_host).dir
+    users_dir = host_files(state_dir, users_host).dir
+    tampered_dir = host_files(state_dir, tampered_host).dir
+    tmp_dir = tmp_plant_dir(state_dir)
+
+    def http(exe: str, port: int, *extra: str) -> list[str]:
+        return [exe, "-m", "http.server", str(port), "--bind", ANY, *extra]
+
+    # tools host
+    deleted = tools_dir / "update-notifier"
+
+    # users host
+    passwd = (etc / "passwd").read_text(encoding="utf-8")
+    group = (etc / "group").read_text(encoding="utf-8")
+    no_sudo_uid, sudo_uid = free_uids(2, passwd, group)
+    users = [LabUser(host=users_host, name=USER_NO_SUDO, uid=no_sudo_uid, sudo=False),
+             LabUser(host=users_host, name=USER_SUDO, uid=sudo_uid, sudo=True)]
+    for user in users:
+        if f"\n{user.name}:" in f"\n{passwd}":
+            raise LabError(f"a user named {user.name} exists on this machine: the lab "
+                           "will not shadow it")
+    lab_passwd = passwd.rstrip("\n") + "\n" + "".join(
+        f"{u.name}:x:{u.uid}:{u.uid}:fleetaudit lab:{users_dir}:/bin/sh\n" for u in users)
+    lab_group = group.rstrip("\n") + "\n" + "".join(f"{u.name}:x:{u.uid}:\n" for u in users)
+    # root and the lab logins only: the machine's password hashes are never copied. `*`:
+    # no password, not locked (sshd deems an account without an entry locked, and sudo's
+    # PAM account check wants one).
+    lab_shadow = "".join(f"{name}:*:19000:0:99999:7:::\n"
+                         for name in ("root", *(u.name for u in users)))
+    lab_sudoers = (
+        "# fleetaudit lab: this host's mount namespace only\n"
+        "Defaults env_reset\n"
+        'Defaults secure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"\n'
+        "Defaults !lecture\n"
+        "root ALL=(ALL:ALL) ALL\n"
+        f"{USER_SUDO} ALL=(root) NOPASSWD: /bin/sh, /usr/bin/sh\n"
+    )
+    user_files = {"passwd": (lab_passwd, 0o644), "group": (lab_group, 0o644),
+                  "shadow": (lab_shadow, 0o600), "sudoers": (lab_sudoers, 0o440)}
+    users_etc = users_dir / "etc"
+
+    # tampered host
+    modified = tampered_dir / "python3.11.modified"
+    real_ss = tampered_dir / "ss.real"
+    trojan = tampered_dir / "ss.trojan"
+
+    setups = [
+        HostSetup(host=tools_host,
+                  hide=tuple(path for path in (SS, NETSTAT, BUSYBOX) if path.exists())),
+        HostSetup(host=users_host,
+                  binds=tuple((users_etc / name, ETC / name) for name in user_files),
+                  files=tuple(FileSpec(path=users_etc / name, mode=mode, text=text)
+                              for name, (text, mode) in user_files.items())),
+        HostSetup(host=tampered_host,
+                  binds=((modified, PYTHON), (trojan, SS)),
+                  files=(FileSpec(path=modified, mode=0o755, copy_from=PYTHON,
+                                  append=MODIFIED_MARK),
+                         FileSpec(path=real_ss, mode=0o755, copy_from=SS),
+                         FileSpec(path=trojan, mode=0o755,
+                                  text=TROJAN_SS.format(port=HIDDEN_PORT,
+                                                        real=shlex.quote(str(real_ss))))),
+                  replaced=(str(PYTHON), str(SS))),
+    ]
+    prefork = users_dir / "prefork.py"
+    udp = users_dir / "udp_echo.py"
+    tmp_exe = tmp_dir / "dbus-daemon"
+    specs = [
+        PlantSpec(
+            plant=Plant(host=tools_host, proto=Proto.TCP, port=DELETED_PORT, bind=ANY,
+                        description="web server whose executable (a copied interpreter) "
+                                    "was deleted after it started",
+                        exe=str(deleted), package=None, verdict=VerdictKind.DELETED_BINARY),
+            argv=http(str(deleted), DELETED_PORT), copy_from=PYTHON, delete_after_start=True),
+        PlantSpec(
+            plant=Plant(host=users_host, proto=Proto.UDP, port=UDP_PORT, bind=ANY,
+                        description="UDP echo service run from an interpreter copied into a "
+                                    "hidden /tmp directory under an innocent name",
+                        exe=str(tmp_exe), package=None, verdict=VerdictKind.SUSPICIOUS_PATH),
+            argv=[str(tmp_exe), str(udp), str(UDP_PORT)], copy_from=PYTHON,
+            files=(FileSpec(path=udp, text=UDP_SCRIPT),)),
+        PlantSpec(
+            plant=Plant(host=users_host, proto=Proto.TCP, port=PREFORK_PORT, bind=ANY,
+                        description="pre-fork web server: one socket, a parent and two "
+                                    "forked children",
+                        exe=python, package=python_package, verdict=VerdictKind.CONSISTENT),
+            argv=[python, str(prefork), str(PREFORK_PORT)],
+            files=(FileSpec(path=prefork, text=PREFORK_SCRIPT),)),
+        PlantSpec(
+            plant=Plant(host=users_host, proto=Proto.TCP, port=REDIRECT_PORT, bind=ANY,
+                        description=f"port redirected to sshd on {SSH_PORT} by an iptables "
+                                    "REDIRECT rule: nothing listens on it",
+                        exe=None, package=None, verdict=VerdictKind.FORWARDED),
+            argv=None,
+            nat=("PREROUTING", "-p", "tcp", "--dport", str(REDIRECT_PORT), "-j", "REDIRECT",
+                 "--to-ports", str(SSH_PORT))),
+        PlantSpec(
+            plant=Plant(host=tampered_host, proto=Proto.TCP, port=MODIFIED_PORT, bind=ANY,
+                        description="web server run by a package binary modified on disk "
+                                    "(a changed copy bind-mounted over it in this host's "
+                                    "mount namespace)",
+                        exe=python, package=python_package, verdict=VerdictKind.MODIFIED_BINARY),
+            argv=http(python, MODIFIED_PORT), in_mount_ns=True),
+        PlantSpec(
+            plant=Plant(host=tampered_host, proto=Proto.TCP, port=HIDDEN_PORT, bind=ANY,
+                        description="web server that this host's trojaned ss leaves out; "
+                                    "/proc/net still lists it",
+                        exe=python, package=python_package, verdict=VerdictKind.TOOLS_DISAGREE),
+            argv=http(python, HIDDEN_PORT)),
+    ]
+    return InternalPlan(specs=specs, setups=setups, users=users, tmp_dir=tmp_dir)
+
+
+def start_plant(spec: PlantSpec, netns: str, state_dir: Path,
+                enter: int | None = None) -> RecordedProcess | None:
+    """Start one plant; `enter` is the PID of its host's sshd, for a mount-namespace plant."""
     plant = spec.plant
-    base = host_files(state_dir, plant.host).dir
-    if spec.copy_from is not None:
-        try:
-            shutil.copy2(spec.copy_from, plant.exe)
-        except OSError as exc:
-            raise LabError(f"{plant.host}: cannot copy {spec.copy_from} to {plant.exe}: "
-                           f"{exc}") from exc
     if spec.firewall:
         proc.run(["ip", "netns", "exec", netns, "iptables", "-w", "10", "-A", *spec.firewall])
+    if spec.nat:
+        proc.run(["ip", "netns", "exec", netns, "iptables", "-w", "10", "-t", "nat", "-A",
+                  *spec.nat])
+    if spec.argv is None:
+        return None
+    base = host_files(state_dir, plant.host).dir
+    if spec.copy_from is not None and plant.exe is not None:
+        write_file(FileSpec(path=Path(plant.exe), mode=0o755, copy_from=spec.copy_from),
+                   plant.host)
+    for item in spec.files:
+        write_file(item, plant.host)
     # http.server lists its working directory: give it an empty one.
-    www = base / f"www-{plant.port}"
+    www = base / f"www-{plant.proto.value}-{plant.port}"
     www.mkdir(mode=0o755, exist_ok=True)
+    if spec.in_mount_ns and enter is None:
+        raise LabError(f"{plant.host}: plant {plant.port} needs its host's sshd to enter")
     return proc.spawn_in_netns(netns, spec.argv, host=plant.host, role=f"plant:{plant.port}",
-                               log=base / f"plant-{plant.port}.log", cwd=www)
+                               log=base / f"plant-{plant.port}.log", cwd=www,
+                               enter=enter if spec.in_mount_ns else None)
+
+
+def write_file(item: FileSpec, host: str) -> None:
+    """Create a lab file exclusively (never through an existing file or link)."""
+    try:
+        fd = os.open(item.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, item.mode)
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), item.mode)
+            if item.copy_from is not None:
+                with item.copy_from.open("rb") as source:
+                    shutil.copyfileobj(source, out)
+            if item.text is not None:
+                out.write(item.text.encode())
+            out.write(item.append)
+    except OSError as exc:
+        raise LabError(f"{host}: cannot write {item.path}: {exc}") from exc
 
 
 # --- sshd --------------------------------------------------------------------------------
@@ -199,16 +510,46 @@ def check_sshd_config(config: Path) -> None:
     proc.run([str(SSHD), "-t", "-f", str(config)])
 
 
-def start_sshd(files: HostFiles, netns: str, host: str) -> RecordedProcess:
+def root_home(state_dir: Path) -> Path:
+    return state_dir / "root-home"
+
+
+def prepare_root_home(state_dir: Path) -> Path:
+    """A fresh root home for the lab hosts, as Debian installs it: the machine's own
+    /root (its rc files: a pyenv init costs 0.2 s per login) is not the lab's."""
+    home = root_home(state_dir)
+    home.mkdir(mode=0o700)
+    for name in ("bashrc", "profile"):
+        skeleton = Path("/usr/share/base-files") / f"dot.{name}"
+        if skeleton.is_file():
+            write_file(FileSpec(path=home / f".{name}", copy_from=skeleton), "lab")
+    return home
+
+
+def start_sshd(files: HostFiles, netns: str, host: str,
+               setup: HostSetup | None = None) -> RecordedProcess:
     # -D: stay in the foreground, so the PID we record is the listener; -e: log to our file.
-    return proc.spawn_in_netns(netns, [str(SSHD), "-D", "-e", "-f", str(files.sshd_config)],
-                               host=host, role="sshd", log=files.log, cwd=files.dir)
+    argv = [str(SSHD), "-D", "-e", "-f", str(files.sshd_config)]
+    state_dir = files.dir.parent.parent
+    mounts = [f"mount --bind {shlex.quote(str(root_home(state_dir)))} /root"]
+    if setup is not None:
+        mounts += setup.mount_commands(state_dir)
+    # `ip netns exec` already gave this sshd its own mount namespace, a slave of the
+    # machine's: these mounts stay in it. sh execs sshd, so the PID is still sshd's.
+    argv = ["/bin/sh", "-c", f'set -e; {"; ".join(mounts)}; exec "$0" "$@"', *argv]
+    return proc.spawn_in_netns(netns, argv, host=host, role="sshd", log=files.log,
+                               cwd=files.dir)
 
 
 def wait_listening(
     targets: Sequence[tuple[RecordedProcess, set[int], Path]], timeout: float,
+    udp: Mapping[int, set[int]] | None = None,
 ) -> None:
-    """Block until every process listens on its ports; name the first laggards on timeout."""
+    """Block until every process listens on its ports; name the first laggards on timeout.
+
+    `udp` maps a process's PID to the UDP ports it must have bound (its TCP ones are in
+    `targets`).
+    """
     pending = list(targets)
     deadline = time.monotonic() + timeout
     while pending:
@@ -220,7 +561,10 @@ def wait_listening(
                 raise LabError(f"{recorded.host}: {recorded.role} exited with status {status} "
                                f"before listening: {proc.log_tail(log)}")
             listening = proc.listening_tcp_ports(recorded.pid)
-            if listening is None or not ports <= listening:
+            want_udp = (udp or {}).get(recorded.pid, set())
+            bound = proc.bound_udp_ports(recorded.pid) if want_udp else set()
+            if listening is None or not ports <= listening or bound is None \
+                    or not want_udp <= bound:
                 still.append(target)
         pending = still
         if not pending:

@@ -17,6 +17,7 @@ CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 # Commands we run get a fixed environment, so nothing of the caller's leaks into a host.
 CLEAN_ENV = {"PATH": CLEAN_PATH, "LC_ALL": "C"}
 _TCP_LISTEN = "0A"
+_UDP_UNCONN = "07"
 
 # Popen objects of the services we started in this interpreter: kept so `down` can reap
 # them (a killed child stays a zombie until waited for) and Popen.__del__ stays quiet.
@@ -69,12 +70,20 @@ def is_ours(proc: RecordedProcess) -> bool:
 
 def spawn_in_netns(
     netns: str, argv: Sequence[str], *, host: str, role: str, log: Path, cwd: Path,
+    enter: int | None = None,
 ) -> RecordedProcess:
     """Start a detached service inside `netns` with a clean environment.
 
-    `ip netns exec` and `env` both exec, so the PID we get is the service's own.
+    `ip netns exec` (which also gives the service a mount namespace of its own, whose
+    mounts never propagate back) and `env` both exec, so the PID we get is the service's
+    own. With `enter`, the service joins the network and mount namespaces of that PID
+    instead (nsenter execs too), so it sees the files that host's sshd sees.
     """
-    full = ["ip", "netns", "exec", netns, "env", "-i", f"PATH={CLEAN_PATH}", *argv]
+    clean = ["env", "-i", f"PATH={CLEAN_PATH}", *argv]
+    if enter is None:
+        full = ["ip", "netns", "exec", netns, *clean]
+    else:
+        full = ["nsenter", f"--target={enter}", "--net", "--mount", f"--wd={cwd}", *clean]
     with open(log, "ab") as out:
         try:
             child = subprocess.Popen(
@@ -137,19 +146,28 @@ def listening_tcp_ports(pid: int) -> set[int] | None:
     /proc/PID/net is the netns of that process: the same table `ss -ltn` shows inside it,
     read without starting a process per host per poll.
     """
+    return _ports_in_state(pid, ("tcp", "tcp6"), _TCP_LISTEN)
+
+
+def bound_udp_ports(pid: int) -> set[int] | None:
+    """UDP ports bound and unconnected (state 07) in the network namespace of `pid`."""
+    return _ports_in_state(pid, ("udp", "udp6"), _UDP_UNCONN)
+
+
+def _ports_in_state(pid: int, tables: tuple[str, str], state: str) -> set[int] | None:
     ports: set[int] = set()
-    for name in ("tcp", "tcp6"):
+    for name in tables:
         try:
             lines = Path(f"/proc/{pid}/net/{name}").read_text(encoding="ascii").splitlines()
         except FileNotFoundError:
-            if name == "tcp6":  # IPv6 disabled in the kernel
+            if name.endswith("6"):  # IPv6 disabled in the kernel
                 continue
             return None
         except ProcessLookupError:
             return None
         for line in lines[1:]:
             fields = line.split()
-            if len(fields) > 3 and fields[3] == _TCP_LISTEN:
+            if len(fields) > 3 and fields[3] == state:
                 ports.add(int(fields[1].rsplit(":", 1)[1], 16))
     return ports
 

@@ -33,6 +33,10 @@ class LabHost(_Frozen):
     netns: str
     veth: str
     sshd_pid: int
+    # What this host's private mount namespace (its sshd and what runs inside it) changes:
+    # tools made absent, files replaced by a modified copy. Other hosts see the machine's.
+    hidden_tools: list[str] = []
+    replaced: list[str] = []
 
 
 class Plant(_Frozen):
@@ -43,9 +47,18 @@ class Plant(_Frozen):
     port: Port
     bind: str
     description: str
-    exe: str
+    exe: str | None  # None: no process of its own serves it (a NAT rule, say)
     package: str | None
     verdict: VerdictKind
+
+
+class LabUser(_Frozen):
+    """A login that exists only inside one lab host's mount namespace (its own /etc/passwd)."""
+
+    host: str
+    name: str
+    uid: int
+    sudo: bool  # `sudo -n /bin/sh` allowed, by that namespace's own /etc/sudoers
 
 
 class LabInfo(_Frozen):
@@ -58,6 +71,7 @@ class LabInfo(_Frozen):
     client_key: Path
     hosts: list[LabHost]
     plants: list[Plant]
+    users: list[LabUser] = []
 
     def host(self, name: str) -> LabHost:
         for host in self.hosts:
@@ -97,6 +111,8 @@ class LabState(BaseModel):
     veths: list[str] = []
     processes: list[RecordedProcess] = []
     sysctls: list[SysctlChange] = []
+    # Made outside the state directory (a plant's directory under /tmp): removed by path.
+    paths: list[str] = []
     info: LabInfo | None = None
 
 

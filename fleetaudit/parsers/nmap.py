@@ -201,20 +201,26 @@ def _port(elem: Element, defaults: ServiceTable, where: str) -> ExternalPort | N
     service = elem.find("service")
     svc: dict[str, str] = dict(service.attrib) if service is not None else {}
     cpes = [c.text.strip() for c in service.findall("cpe") if c.text] if service is not None else []
+    fingerprint = svc.get("servicefp")
     return ExternalPort(
         proto=proto,
         port=number,
         state=state.get("state", ""),
         reason=state.get("reason"),
+        reason_ttl=_opt_int(state.get("reason_ttl")),
         service=svc.get("name"),
         product=svc.get("product"),
         version=svc.get("version"),
         extrainfo=svc.get("extrainfo"),
+        ostype=svc.get("ostype"),
+        hostname=svc.get("hostname"),
+        devicetype=svc.get("devicetype"),
         tunnel=svc.get("tunnel"),
         method=svc.get("method"),
         confidence=_opt_int(svc.get("conf")),
         cpes=cpes,
-        fingerprint=svc.get("servicefp"),
+        fingerprint=fingerprint,
+        fingerprint_decoded=decode_service_fingerprint(fingerprint) if fingerprint else None,
         default_service=defaults.get((proto, number)),
     )
 
@@ -265,19 +271,28 @@ def _host(
                     ports.append(port)
             elif child.tag == "extraports":
                 extra.extend(_extraports(child, address))
-    host_scanned = scanned
-    if elem.get("timedout") == "true":
+    state = status.get("state", "unknown") if status is not None else "unknown"
+    # A host that is not up had none of its ports scanned, whatever <scaninfo> lists.
+    host_scanned = scanned if state == "up" else {}
+    host_errors: list[str] = []
+    timed_out = elem.get("timedout") == "true"
+    if timed_out:
         # nmap prints no port at all for a host that hit --host-timeout, even the ones it
         # had found: claiming its ranges were scanned would turn every port into "closed".
+        host_errors.append("nmap host timeout: no port results for this host")
         errors.append(f"{address}: nmap host timeout, no port results for this host")
         host_scanned = {}
     return ExternalHost(
         address=address,
-        status=status.get("state", "unknown") if status is not None else "unknown",
+        status=state,
         reason=status.get("reason") if status is not None else None,
         ports=ports,
         extraports=extra,
         scanned=host_scanned,
+        started_at=_timestamp(elem.get("starttime")),
+        finished_at=_timestamp(elem.get("endtime")),
+        timed_out=timed_out,
+        errors=host_errors,
     )
 
 

@@ -30,6 +30,8 @@ from markupsafe import Markup, escape
 
 from fleetaudit.models import (
     AuditResults,
+    BindResult,
+    BindState,
     ComplianceSummary,
     ExternalHost,
     Finding,
@@ -37,10 +39,13 @@ from fleetaudit.models import (
     HostStatus,
     IntegrityStatus,
     ListenerEvidence,
+    MappedFile,
+    NatForward,
     PortReport,
     ProcessInfo,
     RuleOutcome,
     Severity,
+    ToolsDisagreement,
     Verdict,
     VerdictKind,
 )
@@ -69,6 +74,11 @@ INTEGRITY_CSS = {
     IntegrityStatus.MISSING: "b-high",
     IntegrityStatus.UNKNOWN: "b-soft",
 }
+BIND_CSS = {
+    BindState.IN_USE: "b-high",
+    BindState.FREE: "b-soft",
+    BindState.ERROR: "b-warn",
+}
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,28 @@ class ListenerRow:
     pid: int | None
     process: ProcessInfo | None
     cmdline: str | None
+    # Mapped files worth a look (deleted or flagged suspicious), and how many others there are.
+    flagged_libs: list[MappedFile]
+    other_libs: int
+    # Environment variable names (never values), shell-quoted so odd names keep their bounds.
+    env: str | None
+
+
+@dataclass(frozen=True)
+class SeenView:
+    """What the internal view of one host could see: the sources, privilege and gaps
+    that tell a reader how far to trust an empty column."""
+
+    os: str | None
+    euid: int | None
+    sudo: bool | None
+    sources: list[str]
+    privileged: bool | None
+    missing: list[str]
+    notes: list[str]
+    disagreements: list[ToolsDisagreement]
+    binds: list[BindResult]
+    nat: list[NatForward]
 
 
 @dataclass(frozen=True)
@@ -122,6 +154,7 @@ class HostView:
     findings: list[FindingView]
     # Findings the ports table cannot show: host-wide ones, or on a port with no row.
     host_findings: list[FindingView]
+    seen: SeenView | None
 
 
 @dataclass(frozen=True)
@@ -175,6 +208,7 @@ def render_html(results: AuditResults) -> str:
         csp=content_security_policy(css, js),
         no_severity=NO_SEVERITY,
         integrity_css=INTEGRITY_CSS,
+        bind_css=BIND_CSS,
     )
 
 
@@ -357,6 +391,7 @@ def _host_views(hosts: list[HostResult], group_index: dict[str, int]) -> list[Ho
                 status_rank=_STATUS_ORDER[host.status],
                 findings=findings,
                 host_findings=[fv for fv in findings if id(fv) not in placed],
+                seen=_seen(host),
             )
         )
     return views
@@ -407,7 +442,48 @@ def _listener_row(
     # shlex quoting keeps argv boundaries visible: a one-element argv with
     # spaces (a rewritten process title) must not look like several arguments.
     cmdline = shlex.join(process.cmdline) if process and process.cmdline else None
-    return ListenerRow(sockets=sockets, pid=pid, process=process, cmdline=cmdline)
+    libraries = process.libraries if process else []
+    flagged = [m for m in libraries if m.deleted or m.suspicious is not None]
+    env_names = process.env_names if process else []
+    return ListenerRow(
+        sockets=sockets,
+        pid=pid,
+        process=process,
+        cmdline=cmdline,
+        flagged_libs=flagged,
+        other_libs=len(libraries) - len(flagged),
+        env=" ".join(shlex.quote(n) for n in env_names) if env_names else None,
+    )
+
+
+def _seen(host: HostResult) -> SeenView | None:
+    """The host's 'what we could see' block; None when the inside says nothing beyond tools."""
+    internal = host.internal
+    if internal is None:
+        return None
+    coverage, system = internal.coverage, internal.system
+    if (
+        not (coverage or system or internal.bind_results or internal.nat_forwards)
+        and not internal.disagreements
+    ):
+        return None
+    os_name = None
+    if system and (system.os_id is not None or system.os_version_id is not None):
+        os_name = " ".join(x for x in (system.os_id, system.os_version_id) if x is not None)
+    return SeenView(
+        os=os_name,
+        euid=system.euid if system else None,
+        sudo=system.sudo if system else None,
+        sources=coverage.sources if coverage else internal.tools,
+        privileged=coverage.privileged if coverage else None,
+        missing=list(
+            dict.fromkeys([*internal.missing_tools, *(coverage.missing_tools if coverage else [])])
+        ),
+        notes=coverage.notes if coverage else [],
+        disagreements=internal.disagreements,
+        binds=sorted(internal.bind_results, key=lambda b: (b.proto, b.port, b.address)),
+        nat=internal.nat_forwards,
+    )
 
 
 def _external_note(external: ExternalHost | None, report: PortReport) -> str:

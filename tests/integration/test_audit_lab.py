@@ -44,7 +44,7 @@ def fleet():
     if reason:
         pytest.skip(reason)
     lab.down(STATE_DIR)
-    info = lab.up(3, state_dir=STATE_DIR, subnet=SUBNET, bridge=BRIDGE)
+    info = lab.up(3, state_dir=STATE_DIR, subnet=SUBNET, bridge=BRIDGE, internal_plants=True)
     try:
         yield info
     finally:
@@ -153,8 +153,10 @@ def test_report_shows_the_planted_chain(fleet, audit):
     for fact in ("NONSTANDARD_PORT", "OpenSSH", "/usr/sbin/sshd", "openssh-server",
                  str(sshd.sshd_pid), "UNOWNED_BINARY", "LOCAL_ONLY", "FILTERED"):
         assert fact in text, fact
-    for name in ("results.json", "index.html", "nmap.xml"):
-        assert (out / name).stat().st_mode & 0o077 == 0, name
+    evidence = sorted((out / "nmap").glob("*.xml"))
+    assert evidence, "no raw nmap XML kept as evidence"
+    for path in [out / "results.json", out / "index.html", out / "nmap", *evidence]:
+        assert path.stat().st_mode & 0o077 == 0, path
 
 
 def test_report_rerenders_from_results(audit, tmp_path):

@@ -160,6 +160,58 @@ def test_plants_spread_over_two_hosts_or_all_on_one():
     assert {s.plant.host for s in single} == {"lab-01"}
 
 
+def test_internal_plants_go_on_the_last_three_hosts(tmp_path):
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "passwd").write_text("root:x:0:0::/root:/bin/bash\nx:x:64200:64200::/:/bin/sh\n")
+    (etc / "group").write_text("root:x:0:\ng:x:64201:\n")
+    packages = {hosts.SSHD: "openssh-server", hosts.PYTHON: "python3.11-minimal"}
+    names = ["lab-01", "lab-02", "lab-03", "lab-04"]
+    plan = hosts.plan_internal(names, Path("/run/s"), packages, etc=etc)
+    where = {(s.plant.host, s.plant.proto.value, s.plant.port): s.plant.verdict
+             for s in plan.specs}
+    assert where == {
+        ("lab-02", "tcp", 8090): VerdictKind.DELETED_BINARY,
+        ("lab-03", "udp", 5355): VerdictKind.SUSPICIOUS_PATH,
+        ("lab-03", "tcp", 8080): VerdictKind.CONSISTENT,
+        ("lab-03", "tcp", 2222): VerdictKind.FORWARDED,
+        ("lab-04", "tcp", 8000): VerdictKind.MODIFIED_BINARY,
+        ("lab-04", "tcp", 4444): VerdictKind.TOOLS_DISAGREE,
+    }
+    basic = {s.plant.port for s in hosts.plan_plants(names, Path("/run/s"), packages)}
+    assert not basic & {port for _, _, port in where}
+    # Lab logins take ids nobody uses, and never copy the machine's password hashes.
+    assert [(u.name, u.uid, u.sudo) for u in plan.users] == [
+        ("fa-audit", 64202, False), ("fa-sudo", 64203, True)]
+    [users] = [s for s in plan.setups if s.host == "lab-03"]
+    files = {f.path.name: f for f in users.files}
+    assert files["shadow"].text is not None
+    assert [line.split(":")[:2] for line in files["shadow"].text.splitlines()] == [
+        ["root", "*"], ["fa-audit", "*"], ["fa-sudo", "*"]]
+    assert files["sudoers"].mode == 0o440
+    assert "fa-sudo ALL=(root) NOPASSWD: /bin/sh" in (files["sudoers"].text or "")
+    assert "fa-audit" not in (files["sudoers"].text or "").replace("# ", "")
+    assert {dst for _, dst in users.binds} == {Path("/etc") / n for n in
+                                               ("passwd", "group", "shadow", "sudoers")}
+    [tampered] = [s for s in plan.setups if s.host == "lab-04"]
+    assert tampered.replaced == (str(hosts.PYTHON), str(hosts.SS))
+    [deleted] = [s for s in plan.specs if s.plant.verdict is VerdictKind.DELETED_BINARY]
+    assert deleted.delete_after_start and deleted.argv is not None
+    assert str(plan.tmp_dir).startswith("/tmp/.")
+    with pytest.raises(LabError, match="at least 3"):
+        hosts.plan_internal(names[:2], Path("/run/s"), packages, etc=etc)
+
+
+def test_hidden_tools_are_an_overlay_of_whiteouts(tmp_path):
+    setup = hosts.HostSetup(host="lab-01", hide=(Path("/usr/bin/ss"), Path("/usr/bin/netstat")),
+                            binds=((tmp_path / "a", Path("/etc/passwd")),))
+    commands = setup.mount_commands(tmp_path)
+    assert commands[0] == f"mount --bind {tmp_path / 'a'} /etc/passwd"
+    layer = setup.whiteout_dir(tmp_path, Path("/usr/bin"))
+    assert commands[1] == f"mount -t overlay fa-lab-hide -o lowerdir={layer}:/usr/bin /usr/bin"
+    assert setup.hidden_tools == ("ss", "netstat")
+
+
 def test_start_time_and_listening_ports_read_proc():
     assert proc.start_time(os.getpid()) is not None
     with socket.socket() as listener:
@@ -398,10 +450,15 @@ def test_single_host_lab_carries_every_plant_and_comes_down_clean():
 def test_failed_up_removes_what_it_made(monkeypatch):
     state_dir = _state_dir("fail")
     seen: list[RecordedProcess] = []
+    real_wait = hosts.wait_listening
 
-    def fail(targets, timeout):
+    def fail(targets, timeout, udp=None):
+        # The first wait is for the sshds, the second for the plants started after them.
         seen.extend(t[0] for t in targets)
         assert all(proc.is_ours(p) for p in seen)
+        if len(seen) == 2:
+            real_wait(targets, timeout, udp)
+            return
         raise LabError("planned failure")
 
     monkeypatch.setattr(hosts, "wait_listening", fail)

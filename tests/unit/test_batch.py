@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from fleetaudit.batch import BatchCommand, build_script, split_output
+from fleetaudit.batch import TIMED_OUT, BatchCommand, build_script, split_output
 
 NONCE = "abcdef0123456789"
 
@@ -61,3 +61,87 @@ def test_unsafe_section_names_are_refused(name):
 def test_weak_nonce_is_refused():
     with pytest.raises(ValueError):
         build_script([BatchCommand(name="x", command="true")], "short")
+
+
+# --- per-command limits and conditions ----------------------------------------------------
+
+
+def run_with_path(script: str, path: str) -> str:
+    return subprocess.run(["/bin/sh", "-c", script], capture_output=True, check=False,
+                          text=True, env={"PATH": path}, timeout=60).stdout
+
+
+def test_timeout_ends_one_command_and_the_batch_goes_on():
+    script = build_script([
+        BatchCommand(name="slow", command="echo started; sleep 30; echo never", timeout=1),
+        BatchCommand(name="after", command="echo fine"),
+    ], NONCE)
+    sections = split_output(run_sh(script), NONCE)
+    assert sections["slow"].text == "started\n"
+    assert sections["slow"].exit_status == TIMED_OUT
+    assert sections["after"].text == "fine\n"
+    assert sections["after"].exit_status == 0
+
+
+def test_timeout_keeps_the_command_a_shell_command():
+    script = build_script([BatchCommand(name="pipe", command="printf 'a b\\n' | cut -d' ' -f2",
+                                        timeout=5)], NONCE)
+    assert split_output(run_sh(script), NONCE)["pipe"].text == "b\n"
+
+
+def test_old_busybox_timeout_dialect_is_used(tmp_path):
+    # A `timeout` that only knows `-t SECS` (busybox before 1.30).
+    fake = tmp_path / "timeout"
+    fake.write_text('#!/bin/sh\n[ "$1" = "-t" ] || exit 125\nshift; s=$1; shift\n'
+                    'exec /usr/bin/timeout "$s" "$@"\n')
+    fake.chmod(0o755)
+    script = build_script([BatchCommand(name="slow", command="sleep 30", timeout=1),
+                           BatchCommand(name="after", command="echo fine")], NONCE)
+    sections = split_output(run_with_path(script, f"{tmp_path}:/usr/bin:/bin"), NONCE)
+    assert sections["slow"].exit_status == TIMED_OUT
+    assert sections["after"].text == "fine\n"
+
+
+def test_host_without_timeout_runs_the_command_unbounded(tmp_path):
+    for tool in ("sh", "echo", "printf"):
+        (tmp_path / tool).symlink_to(f"/bin/{tool}" if tool != "printf" else "/usr/bin/printf")
+    script = build_script([BatchCommand(name="x", command="echo ran", timeout=1)], NONCE)
+    sections = split_output(run_with_path(script, str(tmp_path)), NONCE)
+    assert sections["x"].text == "ran\n"
+    assert sections["x"].exit_status == 0
+
+
+def test_max_output_cuts_a_runaway_command_and_the_next_section_survives():
+    script = build_script([
+        BatchCommand(name="flood", command="yes 0123456789", max_output=1000),
+        BatchCommand(name="after", command="echo fine"),
+    ], NONCE)
+    sections = split_output(run_sh(script), NONCE)
+    assert len(sections["flood"].text) == 1000
+    assert sections["flood"].exit_status is None
+    assert sections["after"].text == "fine\n"
+
+
+def test_max_output_leaves_short_output_and_its_status_alone():
+    script = build_script([BatchCommand(name="x", command="echo small; exit 4",
+                                        max_output=1000)], NONCE)
+    section = split_output(run_sh(script), NONCE)["x"]
+    assert (section.text, section.exit_status) == ("small\n", 4)
+
+
+def test_only_if_false_leaves_no_section():
+    script = build_script([
+        BatchCommand(name="skipped", command="echo no", only_if="false"),
+        BatchCommand(name="ran", command="echo yes", only_if="true"),
+    ], NONCE)
+    sections = split_output(run_sh(script), NONCE)
+    assert "skipped" not in sections
+    assert sections["ran"].text == "yes\n"
+
+
+def test_helpers_only_when_needed_and_limits_checked():
+    plain = build_script([BatchCommand(name="x", command="true")], NONCE)
+    assert "fa_timeout" not in plain and "fa_cap" not in plain
+    for bad in ({"timeout": 0}, {"max_output": 0}):
+        with pytest.raises(ValueError):
+            build_script([BatchCommand(name="x", command="true", **bad)], NONCE)

@@ -118,3 +118,32 @@ def test_unreadable_file_is_an_inventory_error(tmp_path):
 def test_committed_example_inventory_parses():
     inv = load_inventory(Path(__file__).resolve().parents[2] / "inventories" / "example.yml")
     assert inv.hosts
+
+
+def test_become_from_group_and_host_vars():
+    hosts = by_name("""
+all:
+  vars:
+    ansible_become: yes
+  hosts:
+    plain:
+      ansible_become: false
+    as_root: {}
+    as_other:
+      ansible_become: "True"
+      ansible_become_user: "auditor"
+      ansible_become_method: sudo
+""")
+    assert (hosts["plain"].become, hosts["plain"].become_user) == (False, None)
+    assert (hosts["as_root"].become, hosts["as_root"].become_user) == (True, None)
+    assert (hosts["as_other"].become, hosts["as_other"].become_user) == (True, "auditor")
+
+
+@pytest.mark.parametrize(("variables", "message"), [
+    ("ansible_become: maybe", "not a boolean"),
+    ("ansible_become: true\n      ansible_become_method: su", "not supported"),
+    ("ansible_become: true\n      ansible_become_user: 'root; id'", "not a user name"),
+])
+def test_bad_become_settings_are_refused(variables, message):
+    with pytest.raises(InventoryError, match=message):
+        parse_inventory(f"all:\n  hosts:\n    h1:\n      {variables}\n", source="bad.yml")

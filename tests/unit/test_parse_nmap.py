@@ -112,6 +112,55 @@ def test_default_service_comes_from_the_table():
     assert port(run, 42022).default_service is None  # the table entry is for UDP
 
 
+def test_everything_nmap_says_about_a_port_and_a_host_is_kept():
+    (host,) = parse("sv-syn.xml").hosts
+    ssh = next(p for p in host.ports if p.port == 42022)
+    assert (ssh.ostype, ssh.reason_ttl, ssh.hostname, ssh.devicetype) == ("Linux", 64, None, None)
+    assert ssh.fingerprint_decoded is None  # nmap recognised it: no servicefp
+    assert host.started_at == datetime.fromtimestamp(1795883527, tz=UTC)
+    assert host.finished_at == datetime.fromtimestamp(1795883533, tz=UTC)
+    assert not host.timed_out and host.errors == []
+
+
+def test_ssl_tunnel():
+    https = port(parse("ssl-tunnel.xml"), 42443)
+    assert (https.state, https.service, https.tunnel) == ("open", "http", "ssl")
+    assert https.product == "OpenSSL s_server -www httpd"
+    assert (https.method, https.confidence) == ("probed", 10)
+    assert https.cpes == ["cpe:/a:openssl:openssl"]
+
+
+def test_discovery_phase_report_has_states_but_no_versions():
+    run = parse("discovery.xml")
+    assert "-sV" not in run.command.split() and "-v" in run.command.split()
+    (host,) = run.hosts
+    opened = [(p.port, p.state, p.service, p.method) for p in host.ports]
+    assert opened == [
+        (42001, "open", "unknown", "table"),  # nmap-services guess, not a probe
+        (42022, "open", None, None),
+        (42080, "open", None, None),
+        (42443, "open", None, None),
+    ]
+    assert host.extraports == [ExtraPorts(proto=TCP, state="closed", count=95)]
+    assert host.unlisted_state(TCP) == "closed" and host.was_scanned(TCP, 42443)
+
+
+def test_version_phase_report_names_what_discovery_found():
+    run = parse("version-phase.xml")
+    assert run.complete and run.command.split().count("-sV") == 1
+    (host,) = run.hosts
+    named = {p.port: (p.service, p.tunnel, p.method) for p in host.ports}
+    assert named == {
+        42001: ("unknown", None, "table"),  # unrecognised: only the servicefp says more
+        42022: ("ssh", None, "probed"),
+        42080: ("http", None, "probed"),
+        42443: ("http", "ssl", "probed"),
+    }
+    banner = next(p for p in host.ports if p.port == 42001)
+    assert banner.fingerprint is not None and banner.fingerprint_decoded is not None
+    assert "<script>alert(1)</script>" in banner.fingerprint_decoded
+
+
 # --- the hostile banner -------------------------------------------------------------------
 
 
@@ -123,6 +172,9 @@ def test_hostile_banner_stays_data_in_the_model():
     assert p.fingerprint is not None
     assert p.fingerprint.startswith("SF-Port42001-TCP:V=7.93")
     assert "<script>alert\\(1\\)</script>" in p.fingerprint  # nmap's escaping, kept as is
+    # ... and decoded for display, still as text: escaping is the renderer's job.
+    assert p.fingerprint_decoded == decode_service_fingerprint(p.fingerprint)
+    assert "<script>alert(1)</script>" in p.fingerprint_decoded
     assert ScanRun.model_validate_json(run.model_dump_json()) == run
 
 
@@ -214,6 +266,8 @@ def test_host_timeout_claims_no_scanned_ports():
     assert host.status == "up" and host.ports == []
     assert host.scanned == {}  # nmap drops every port of a timed-out host
     assert not host.was_scanned(TCP, 42022)
+    assert host.timed_out
+    assert host.errors == ["nmap host timeout: no port results for this host"]
     assert any("timeout" in e for e in run.errors)
 
 
@@ -222,6 +276,8 @@ def test_host_down():
     (host,) = run.hosts
     assert (host.status, host.reason) == ("down", "no-response")
     assert host.ports == [] and run.complete and run.scan_type == "connect"
+    # <scaninfo> lists 42000-42099, but nothing of a down host was scanned.
+    assert host.scanned == {} and not host.was_scanned(TCP, 42000)
 
 
 def test_filtered_ports():

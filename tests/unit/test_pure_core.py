@@ -1,16 +1,29 @@
 """The pure core must stay pure: no network, subprocess or CLI imports, even indirectly."""
 
 import json
+import pkgutil
 import subprocess
 import sys
 
 import pytest
 
-PURE = ["fleetaudit.models", "fleetaudit.errors", "fleetaudit.batch", "fleetaudit.inventory",
-        "fleetaudit.probes", "fleetaudit.reconcile", "fleetaudit.report", "fleetaudit.policy",
-        "fleetaudit.parsers.ss", "fleetaudit.parsers.proc", "fleetaudit.parsers.packages",
-        "fleetaudit.parsers.tools", "fleetaudit.parsers.nmap"]
+import fleetaudit.parsers
+import fleetaudit.policy
+import fleetaudit.report
+
+# Every parser and report module, found rather than listed, so a new one cannot slip by.
+PURE = sorted({
+    "fleetaudit.models", "fleetaudit.errors", "fleetaudit.batch", "fleetaudit.inventory",
+    "fleetaudit.probes", "fleetaudit.reconcile",
+    *(m.name for package in (fleetaudit.parsers, fleetaudit.policy, fleetaudit.report)
+      for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")),
+})
 FORBIDDEN = {"asyncssh", "nmap", "subprocess", "typer", "asyncio.subprocess"}
+
+
+def test_the_parsers_are_all_found():
+    assert {"fleetaudit.parsers.ss", "fleetaudit.parsers.nmap", "fleetaudit.parsers.proc_net",
+            "fleetaudit.report.html", "fleetaudit.policy.rules"} <= set(PURE)
 
 
 @pytest.mark.parametrize("module", PURE)

@@ -20,6 +20,7 @@ from fleetaudit.models import (
     Severity,
     Socket,
     SocketOwner,
+    ToolsDisagreement,
     VerdictKind,
 )
 from fleetaudit.reconcile import (
@@ -427,30 +428,35 @@ def sourced(port, source, pid=100):
 SS, PROC_NET = ListenerSource.SS, ListenerSource.PROC_NET
 
 
+def disagreement(port, listed_by, missing_from, address="0.0.0.0"):
+    return ToolsDisagreement(proto=TCP, port=port, address=address, listed_by=list(listed_by),
+                             missing_from=list(missing_from))
+
+
 @pytest.mark.parametrize(
-    ("sockets", "sources", "expected"),
+    ("sockets", "found", "expected"),
     [
-        ((sourced(22, SS), sourced(22, PROC_NET, pid=None)), (SS, PROC_NET), [OK]),
-        ((sourced(22, PROC_NET, pid=None),), (SS, PROC_NET),
+        ((sourced(22, SS),), (), [OK]),
+        # /proc/net alone shows it: ss hid it, and no PID came with it
+        ((sourced(22, PROC_NET, pid=None),), (disagreement(22, [PROC_NET], [SS]),),
          [VerdictKind.TOOLS_DISAGREE, VerdictKind.UNKNOWN]),
+        ((sourced(22, SS),), (disagreement(22, [SS], [PROC_NET]),),
+         [VerdictKind.TOOLS_DISAGREE]),
+        # a disagreement about another port says nothing of this one
+        ((sourced(22, SS),), (disagreement(23, [SS], [PROC_NET]),), [OK]),
         # the same socket without its owner from /proc/net is not "no PID visible"
         ((sourced(22, SS), sourced(22, PROC_NET, pid=None)), (), [OK]),
-        ((sourced(22, SS),), (SS, PROC_NET), [VerdictKind.TOOLS_DISAGREE]),
-        # one listing alone cannot disagree with anything
-        ((sourced(22, SS),), (SS,), [OK]),
-        ((sourced(22, SS),), (), [OK]),
-        # a tool that was not a full listing (lsof on one PID) is not a witness
-        ((sourced(22, SS), sourced(22, ListenerSource.LSOF)), (SS,), [OK]),
     ],
 )
-def test_tools_disagree_needs_the_listings_consulted(sockets, sources, expected):
+def test_tools_disagree_follows_the_recorded_disagreements(sockets, found, expected):
     reports = reconcile_host(host(ext(22)), view(*sockets), scanned_address=ADDR,
-                             facts=HostFacts(listing_sources=list(sources)))
+                             facts=HostFacts(disagreements=list(found)))
     assert kinds(reports, 22) == expected
     if VerdictKind.TOOLS_DISAGREE in expected:
         [verdict] = [v for v in reports[0].verdicts if v.kind == VerdictKind.TOOLS_DISAGREE]
         assert verdict.message in ("listed by proc_net but not by ss",
                                    "listed by ss but not by proc_net")
+        assert "0.0.0.0:22" in verdict.evidence[0]
 
 
 def test_is_loopback_address():
@@ -495,7 +501,9 @@ facts_st = st.builds(
     integrity=st.lists(st.builds(IntegrityCheck, path=EXES.filter(bool),
                                  status=st.sampled_from(["ok", "modified"]),
                                  detail=st.sampled_from(["x", "y"])), max_size=3),
-    listing_sources=st.lists(st.sampled_from([SS, PROC_NET]), unique=True))
+    disagreements=st.lists(st.builds(disagreement, port=PORTS,
+                                     listed_by=st.just([PROC_NET]), missing_from=st.just([SS])),
+                           max_size=2))
 
 
 @st.composite
@@ -559,7 +567,7 @@ def test_verdicts_do_not_depend_on_input_order(audit, rnd):
             "processes": shuffled(internal.processes)})
     if facts is not None:
         facts = dataclasses.replace(facts, **{k: shuffled(getattr(facts, k)) for k in (
-            "bind_probes", "nat_rules", "integrity", "listing_sources")})
+            "bind_probes", "nat_rules", "integrity", "disagreements")})
     assert run(external, internal, facts) == run(*audit)
 
 
@@ -582,11 +590,47 @@ def test_the_drafted_evidence_models_fit_the_hook():
                               tool="iptables-save", rule="-A PREROUTING ... -j DNAT")],
         integrity=[IntegrityResult(path="/usr/sbin/sshd", status=IntegrityStatus.MODIFIED,
                                    manager="dpkg", detail="??5?????? /usr/sbin/sshd")],
-        listing_sources=["ss", "proc_net"],
+        disagreements=[disagreement(22, [SS], [PROC_NET])],
     )
     reports = reconcile_host(host(ext(22), ext(31337, service="ssh", default=None)),
                              view(sock(22), sourced(22, PROC_NET, pid=None)),
                              scanned_address=ADDR, facts=facts)
     assert kinds(reports, 31337) == [VerdictKind.HIDDEN_LISTENER, VerdictKind.FORWARDED]
     assert "10.0.0.5:22" in reports[1].verdicts[1].message
+    assert kinds(reports, 22) == [VerdictKind.TOOLS_DISAGREE, VerdictKind.MODIFIED_BINARY]
+
+
+def test_the_internal_view_carries_its_own_evidence():
+    """Without explicit facts, reconcile reads the evidence collection put in the view."""
+    from fleetaudit.models import (
+        BindResult,
+        BindState,
+        IntegrityResult,
+        IntegrityStatus,
+        NatForward,
+    )
+
+    modified = SSHD.model_copy(update={"integrity": IntegrityResult(
+        path="/usr/sbin/sshd", status=IntegrityStatus.MODIFIED, manager="dpkg",
+        detail="??5?????? /usr/sbin/sshd")})
+    internal = InternalView(
+        sockets=[sock(22), sourced(4444, PROC_NET)],
+        processes=[modified],
+        bind_results=[BindResult(proto=TCP, port=31337, address="0.0.0.0",
+                                 state=BindState.IN_USE),
+                      BindResult(proto=TCP, port=2222, address="0.0.0.0",
+                                 state=BindState.ERROR)],
+        nat_forwards=[NatForward(proto=TCP, port=2222, kind="redirect", to_port=22,
+                                 family="ipv4", chain="PREROUTING", tool="iptables-save",
+                                 rule="-A PREROUTING -p tcp --dport 2222 -j REDIRECT")],
+        disagreements=[disagreement(4444, [PROC_NET], [SS])],
+    )
+    reports = reconcile_host(
+        host(ext(22), ext(4444, service="unknown", default=None),
+             ext(31337, service="unknown", default=None),
+             ext(2222, service="ssh", default=None)),
+        internal, scanned_address=ADDR)
     assert kinds(reports, 22) == [VerdictKind.MODIFIED_BINARY]
+    assert VerdictKind.TOOLS_DISAGREE in kinds(reports, 4444)
+    assert kinds(reports, 31337) == [VerdictKind.HIDDEN_LISTENER]
+    assert kinds(reports, 2222) == [VerdictKind.FORWARDED]

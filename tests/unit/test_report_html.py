@@ -5,11 +5,36 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from datetime import UTC, datetime
 from html import unescape
 
 import pytest
 
-from fleetaudit.models import AuditResults, Finding, HostResult, HostStatus, Proto, Severity
+from fleetaudit.models import (
+    AuditResults,
+    BindResult,
+    BindState,
+    ContainerRef,
+    Coverage,
+    Finding,
+    HostResult,
+    HostStatus,
+    IntegrityResult,
+    IntegrityStatus,
+    InternalView,
+    ListenerEvidence,
+    ListenerSource,
+    MappedFile,
+    NatForward,
+    PortReport,
+    ProcessInfo,
+    Proto,
+    Severity,
+    SystemFacts,
+    ToolsDisagreement,
+    Verdict,
+    VerdictKind,
+)
 from fleetaudit.report import charts, render_html
 from fleetaudit.report.charts import bar_chart
 from fleetaudit.report.html import finding_anchor
@@ -280,3 +305,224 @@ def test_bar_chart_geometry() -> None:
     assert long.segments[0].width == pytest.approx(area * 3 / 4)
     assert long.label.endswith("…") and len(long.label) == charts.MAX_LABEL
     assert bar_chart("t", [], empty="nothing").empty == "nothing"
+
+
+# --- what the internal view could see: process details and per-host coverage ---------------
+
+HOSTILE_LIB = "/dev/shm/<script>alert(4)</script>.so"
+HOSTILE_ENV = "LD_<b>PRELOAD</b>"
+HOSTILE_NOTE = '<a href="http://x">PID hidden</a>: <img src=x onerror=alert(5)>'
+HOSTILE_SOURCE = "ss<i>x</i>"
+STARTED = datetime(2025, 3, 14, 7, 1, 2, tzinfo=UTC)
+
+
+def _seen01() -> HostResult:
+    """One host carrying every field of the internal view the HTML report shows."""
+    libs = [MappedFile(path=f"/usr/lib/x86_64-linux-gnu/lib{i}.so.1") for i in range(40)]
+    proc = ProcessInfo(
+        pid=777,
+        exe="/usr/sbin/rogued",
+        cmdline=["/usr/sbin/rogued", "--listen", "9999"],
+        uid=0,
+        user="root",
+        name="kworker/0:1",
+        ppid=1,
+        started_at=STARTED,
+        cwd="/var/tmp/.cache",
+        sha256=IMPLANT_SHA256,
+        libraries=[
+            *libs,
+            MappedFile(
+                path="/opt/old/libcrypto.so.3",
+                deleted=True,
+                suspicious="deleted since it was mapped",
+            ),
+            MappedFile(path=HOSTILE_LIB, suspicious="under /dev/shm"),
+        ],
+        env_names=["PATH", "HOME", HOSTILE_ENV],
+        systemd_unit="rogued.service",
+        container=ContainerRef(runtime="containerd", id="beefcafe"),
+        netns="net:[4026532999]",
+        foreign_netns=True,
+        integrity=IntegrityResult(
+            path="/usr/sbin/rogued",
+            status=IntegrityStatus.MODIFIED,
+            manager="dpkg",
+            detail="??5?????? /usr/sbin/rogued",
+        ),
+    )
+    return HostResult(
+        name="seen-01",
+        address="10.0.0.21",
+        status=HostStatus.OK,
+        ports=[
+            PortReport(
+                proto=Proto.TCP,
+                port=9999,
+                listeners=[
+                    ListenerEvidence(
+                        address="0.0.0.0", source=ListenerSource.SS, pid=777, process=proc
+                    )
+                ],
+                verdicts=[
+                    Verdict(
+                        kind=VerdictKind.LOCAL_ONLY,
+                        severity=Severity.INFO,
+                        message="listening, filtered outside",
+                    )
+                ],
+            )
+        ],
+        internal=InternalView(
+            processes=[proc],
+            tools=["ss", "/proc"],
+            missing_tools=["lsof"],
+            system=SystemFacts(euid=1000, sudo=False, os_id="debian", os_version_id="12"),
+            coverage=Coverage(
+                sources=[HOSTILE_SOURCE, "/proc/net"],
+                privileged=False,
+                missing_tools=["lsof", "nft"],
+                notes=["PID hidden: not privileged (3 sockets without owner)", HOSTILE_NOTE],
+            ),
+            bind_results=[
+                BindResult(
+                    proto=Proto.TCP,
+                    port=31337,
+                    address="0.0.0.0",
+                    state=BindState.IN_USE,
+                    detail="EADDRINUSE",
+                ),
+            ],
+            nat_forwards=[
+                NatForward(
+                    proto=Proto.TCP,
+                    port=8080,
+                    kind="dnat",
+                    to_address="172.17.0.2",
+                    to_port=80,
+                    family="ipv4",
+                    chain="PREROUTING",
+                    tool="iptables-save",
+                    rule="-A PREROUTING -p tcp --dport 8080 -j DNAT --to 172.17.0.2:80",
+                ),
+            ],
+            disagreements=[
+                ToolsDisagreement(
+                    proto=Proto.TCP,
+                    port=4444,
+                    address="0.0.0.0",
+                    listed_by=[ListenerSource.PROC_NET],
+                    missing_from=[ListenerSource.SS, ListenerSource.NETSTAT],
+                ),
+            ],
+        ),
+    )
+
+
+def seen_results() -> AuditResults:
+    """The sample fleet plus seen-01."""
+    base = sample_results()
+    return base.model_copy(update={"hosts": [*base.hosts, _seen01()]})
+
+
+@pytest.fixture(scope="module")
+def seen_page() -> tuple[str, _Page]:
+    html = render_html(seen_results())
+    return html, _parse(html)
+
+
+def test_process_details_are_in_the_evidence_chain(seen_page: tuple[str, _Page]) -> None:
+    html, parsed = seen_page
+    chain = _element(html, "tbody", "host-seen-01-tcp-9999")
+    text = " ".join(unescape(re.sub(r"<[^>]+>", " ", chain)).split())
+    for fact in [
+        "name kworker/0:1",
+        "ppid 1",
+        "started 2025-03-14 07:01:02 UTC",
+        "cwd /var/tmp/.cache",
+        "env names PATH HOME 'LD_<b>PRELOAD</b>'",  # names only, odd ones quoted
+        "rogued.service",
+        "containerd:beefcafe",
+        "net:[4026532999]",
+        "foreign netns",
+        IMPLANT_SHA256,
+        "modified",
+        "/opt/old/libcrypto.so.3 deleted deleted since it was mapped",
+        f"{HOSTILE_LIB} suspicious under /dev/shm",
+        "and 40 other mapped files, neither deleted nor flagged",
+    ]:
+        assert fact in text, fact
+    # Unflagged libraries are counted, not listed.
+    assert "libc0.so" not in chain and "lib7.so.1" not in chain
+    steps = re.findall(r"<li[^>]*><b>([^<]+)</b>", chain)
+    assert steps[:6] == ["port", "nmap", "socket", "PID", "exe", "mapped"]
+    # The side row flags what needs a look without opening the chain.
+    side = chain[: chain.index('<tr class="chain-row">')]
+    assert "2 flagged mapped files" in side and "foreign netns" in side
+    # Hosts without these fields show no trace of them.
+    web = parsed.section("host-web-01")
+    assert "mapped file" not in web and "netns" not in web and "What we could see" not in web
+    assert "missing lsof" in web  # still said on the facts line when no coverage block
+
+
+def test_what_we_could_see_is_one_block_per_host(seen_page: tuple[str, _Page]) -> None:
+    html, parsed = seen_page
+    block = html[html.index('<details class="seen">') :]
+    block = block[: block.index("</details>")]
+    assert html.count('<details class="seen">') == 1
+    text = " ".join(unescape(re.sub(r"<[^>]+>", "", block)).split())
+    for fact in [
+        "not privileged",  # summary badge
+        "2 tools missing",  # lsof and nft, lsof said once
+        "tools disagree on 1",
+        "1 bind probe",
+        "1 NAT forward",
+        "2 notes",
+        "debian 12 · euid 1000 · sudo refused",
+        f"{HOSTILE_SOURCE}, /proc/net",
+        "lsof, nft",
+        "PID hidden: not privileged (3 sockets without owner)",
+        HOSTILE_NOTE,
+        "tcp/4444 0.0.0.0 listed by proc_net, missing from ss, netstat",
+        "tcp/31337 0.0.0.0 in_use EADDRINUSE",
+        "tcp/8080 → 172.17.0.2:80 dnat, iptables-save ipv4 PREROUTING",
+        "-A PREROUTING -p tcp --dport 8080 -j DNAT --to 172.17.0.2:80",
+    ]:
+        assert fact in text, fact
+    section = parsed.section("host-seen-01")
+    assert "What we could see inside" in section
+    assert "PID hidden" not in parsed.section("host-web-01")
+
+
+def test_hostile_new_evidence_is_inert(seen_page: tuple[str, _Page]) -> None:
+    html, parsed = seen_page
+    assert parsed.tags.count("script") == 1 and html.lower().count("<script") == 1
+    assert "img" not in parsed.tags and "i" not in parsed.tags and "b" in parsed.tags
+    assert not any(name.startswith("on") for name, _ in parsed.attrs)
+    assert not any(v and "http://x" in v for _, v in parsed.attrs)  # the note's link is text
+    # The markup is shown escaped, as text of seen-01's section.
+    assert "&lt;script&gt;alert(4)&lt;/script&gt;" in html
+    assert "LD_&lt;b&gt;PRELOAD&lt;/b&gt;" in html
+    assert "&lt;a href=&#34;http://x&#34;&gt;PID hidden&lt;/a&gt;" in html
+    section = parsed.section("host-seen-01")
+    for hostile in [HOSTILE_LIB, HOSTILE_ENV, HOSTILE_NOTE, HOSTILE_SOURCE]:
+        assert hostile in section, hostile
+
+
+def test_new_evidence_fields_render_inert_when_poisoned() -> None:
+    # Every string of seen-01 (paths, names, notes, rules, NAT fields) carries control,
+    # bidi and markup characters: none reaches the page raw, none reaches an attribute.
+    html = render_html(_poison(seen_results()))
+    parsed = _parse(html)
+    assert "i" not in parsed.tags
+    assert {"\x1b", "\u202e", "\x00"}.isdisjoint(html)
+    for name, value in parsed.attrs:
+        assert value is None or not ({"\x1b", "\u202e", "<", ">"} & set(value)), (name, value)
+    section = next(parsed.section(i) for i in parsed.text if i.startswith("host-seen-01"))
+    shown = "\\x1b[0m\\u202e<i>x</i>\\x00"
+    for field in ["kworker/0:1", "/var/tmp/.cache", "/opt/old/libcrypto.so.3", "rogued.service",
+                  "beefcafe", "net:[4026532999]", "debian", "EADDRINUSE", "PREROUTING",
+                  "PID hidden: not privileged (3 sockets without owner)", "nft"]:  # fmt: skip
+        assert field + shown in section, field
+    # An env name with invisible characters is quoted as a whole and its escapes shown.
+    assert "'HOME" + shown + "'" in section

@@ -1,0 +1,280 @@
+"""The fleet scan: discovery batches, then -sV on what each found open, pipelined.
+
+Each discovery batch (hundreds of hosts, one nmap process) hands its results to its
+version batches as soon as it finishes, while other discovery batches still run; the
+number of nmap processes at once is bounded per phase. A process that fails affects
+its own hosts only: they get a per-host reason, every other host keeps its results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from fleetaudit.errors import ParseError, ScanError
+from fleetaudit.models import ExternalHost, Proto, ScanRun
+from fleetaudit.parsers.nmap import parse_nmap_xml
+from fleetaudit.scan import nmap_run
+from fleetaudit.scan.command import (
+    NmapJob,
+    ScanSettings,
+    discovery_job,
+    ip_version,
+    validate_targets,
+    version_job,
+    version_parallelism,
+)
+from fleetaudit.scan.plan import (
+    ProcessResult,
+    combine_hosts,
+    merge_version,
+    plan_version_batches,
+    ports_to_identify,
+    split_batches,
+    summarize,
+    with_proto,
+)
+
+__all__ = ["FleetScan", "discovery_jobs", "dry_run_lines", "is_privileged", "scan_fleet"]
+
+
+def is_privileged() -> bool:
+    """Root may send raw packets: SYN scan (and UDP); anyone else gets a connect scan."""
+    return os.geteuid() == 0
+
+
+@dataclass
+class FleetScan:
+    """What the fleet scan produced: the run, each host's view, and why some have none."""
+
+    run: ScanRun
+    hosts: dict[str, ExternalHost]  # canonical address (see `canonical`) -> merged view
+    failed: dict[str, str]  # canonical address -> why it has no external view
+    evidence: list[tuple[str, bytes]] = field(default_factory=list)  # (name, raw XML)
+
+
+def canonical(address: str) -> str:
+    """An address without its IPv6 scope, canonical when it parses (nmap drops scopes)."""
+    bare = address.split("%", 1)[0]
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        return bare
+
+
+def discovery_jobs(targets: Sequence[str], settings: ScanSettings) -> list[NmapJob]:
+    """Phase-1 processes: per address family, per batch, one per protocol (TCP first)."""
+    ips = validate_targets(targets)
+    families = [[t for t in ips if ip_version(t) == v] for v in (4, 6)]
+    jobs: list[NmapJob] = []
+    number = 0
+    for family in families:
+        for batch in split_batches(family, settings.discovery_batch_size(len(family))):
+            number += 1
+            for selection in settings.selections:
+                name = f"{selection.proto.value}-discovery-{number:02d}"
+                jobs.append(discovery_job(name, batch, selection, settings))
+    return jobs
+
+
+def dry_run_lines(targets: Sequence[str], settings: ScanSettings,
+                  nmap_path: str = "nmap") -> list[str]:
+    """The command lines a scan would run: phase 1 exactly, phase 2 as a template.
+
+    Phase 2's targets and ports are what phase 1 finds open, so they cannot be known
+    without scanning; its options are shown as they will be.
+    """
+    lines = [f"# profile {settings.profile.value}: "
+             + ", ".join(s.describe() for s in settings.selections)
+             + f"; {'SYN' if settings.privileged else 'connect'} scan"
+             + (" (not root)" if not settings.privileged else "")]
+    jobs = discovery_jobs(targets, settings)
+    lines += [shlex.join(job.argv(nmap_path)) for job in jobs]
+    ipv6 = any("-6" in job.args for job in jobs)
+    for selection in settings.selections:
+        proto = selection.proto
+        template = version_job("template", ["192.0.2.1"], proto, [1], settings,
+                               probes=version_parallelism(0))
+        args = list(template.args)
+        for flag, placeholder in (("--min-hostgroup", "<N>"), ("--min-parallelism", "<P>"),
+                                  ("--max-parallelism", "<P>")):
+            if flag in args:
+                args[args.index(flag) + 1] = placeholder
+        lines.append(f"# then, per group of N hosts that {proto.value} discovery found with "
+                     "open ports: P = their open ports, 20 to 256 (--max-parallelism P only "
+                     "when P > 100)" + ("; -6 for the IPv6 ones" if ipv6 else ""))
+        lines.append(" ".join([shlex.join([nmap_path, "-oX", "-"]), "<hosts>", "-p",
+                               "<their-open-ports>",
+                               *(a if a in ("<N>", "<P>") else shlex.quote(a) for a in args)]))
+    return lines
+
+
+class _Runner:
+    def __init__(self, nmap_bin: str, settings: ScanSettings,
+                 defaults: Mapping[tuple[Proto, int], str], timeout: float | None,
+                 on_process_done: Callable[[ProcessResult], None] | None) -> None:
+        self.nmap_bin = nmap_bin
+        self.defaults = defaults
+        self.timeout = timeout
+        self.on_process_done = on_process_done
+        # All processes share one bound; discovery also has its own, lower one (see
+        # DEFAULT_DISCOVERY_CONCURRENCY), so -sV of batch 1 runs while batch 2 is discovered.
+        self.total = asyncio.Semaphore(settings.concurrency)
+        # Threads of our own: nmap runs for minutes, and must not take the default
+        # executor's few threads from everyone else's to_thread calls.
+        self.pool = ThreadPoolExecutor(max_workers=settings.concurrency,
+                                       thread_name_prefix="nmap")
+        # TCP discovery sends packets as fast as the path allows; UDP discovery mostly waits
+        # out the targets' ICMP rate limits: one does not slow the other, so each protocol
+        # has its own discovery bound and a `full` scan runs them side by side.
+        bound = min(settings.discovery_concurrency, settings.concurrency)
+        self.discovery = {proto: asyncio.Semaphore(bound) for proto in Proto}
+        self.order: list[str] = []
+        self.results: dict[str, ProcessResult] = {}
+
+    async def run(self, job: NmapJob) -> ProcessResult:
+        if job.phase == "discovery":
+            async with self.discovery[job.proto]:
+                return await self._run(job)
+        return await self._run(job)
+
+    async def _run(self, job: NmapJob) -> ProcessResult:
+        async with self.total:
+            self.order.append(job.name)
+            command = shlex.join(job.argv(self.nmap_bin))
+            try:
+                outcome = await asyncio.get_running_loop().run_in_executor(
+                    self.pool, nmap_run.run_job, self.nmap_bin, job, self.timeout)
+            except ScanError as exc:
+                result = ProcessResult(job.name, command, None, str(exc), b"")
+            else:
+                result = self._parse(job, command, outcome)
+        self.results[job.name] = result
+        if self.on_process_done is not None:
+            self.on_process_done(result)
+        return result
+
+    def _parse(self, job: NmapJob, command: str, outcome: nmap_run.Outcome) -> ProcessResult:
+        stderr = [f"nmap stderr: {line}" for line in outcome.stderr]
+        if not outcome.xml.strip():
+            why = outcome.failure or "; ".join(outcome.stderr) or "no output"
+            return ProcessResult(job.name, command, None, f"nmap produced no XML: {why}", b"")
+        try:
+            run = parse_nmap_xml(outcome.xml, self.defaults)
+        except ParseError as exc:
+            detail = f" (nmap said: {outcome.failure})" if outcome.failure else ""
+            return ProcessResult(job.name, command, None,
+                                 f"nmap output is not a usable report: {exc}{detail}", outcome.xml)
+        if not run.hosts and not run.complete:
+            why = "; ".join(run.errors + stderr) or "no reason given"
+            return ProcessResult(job.name, command, None,
+                                 f"nmap stopped before reporting any host: {why}", outcome.xml)
+        run = run.model_copy(update={"errors": run.errors + stderr})
+        return ProcessResult(job.name, command, run, None, outcome.xml)
+
+
+def _why_missing(job: NmapJob, result: ProcessResult) -> str:
+    if result.run is None:
+        return f"{job.proto.value} scan failed ({job.name}): {result.failure}"
+    if not result.run.complete:
+        first = result.run.errors[0] if result.run.errors else "no reason given"
+        return (f"the {job.proto.value} scan was cut short before this host "
+                f"({job.name}: {first})")
+    return f"nmap did not report this host ({job.name})"
+
+
+async def _pipeline(runner: _Runner, job: NmapJob, settings: ScanSettings,
+                    views: dict[str, list[ExternalHost]], notes: dict[str, list[str]]) -> None:
+    """One discovery batch, then -sV on what it found open; results into `views`.
+
+    Keys are canonical addresses (nmap drops an IPv6 scope); each host keeps the target
+    as given, scope included, so its version scan reaches it the same way.
+    """
+    found = await runner.run(job)
+    given = {canonical(t): t for t in job.targets}
+    hosts: dict[str, ExternalHost] = {}
+    if found.run is not None:
+        for host in found.run.hosts:
+            key = canonical(host.address)
+            if key in given:  # nmap reports only what it was given; be sure
+                hosts[key] = with_proto(host, job.proto).model_copy(
+                    update={"address": given[key]})
+    for key in given:
+        if key not in hosts:
+            notes.setdefault(key, []).append(_why_missing(job, found))
+
+    batches = plan_version_batches(hosts.values(), job.proto, settings.batch_size,
+                                   settings.union_ports)
+    vjobs = [version_job(f"{job.name.replace('discovery', 'version')}-{i}", b.targets,
+                         job.proto, b.ports, settings, b.probes)
+             for i, b in enumerate(batches, start=1)]
+    vresults = await asyncio.gather(*(runner.run(v) for v in vjobs))
+    for vjob, vresult in zip(vjobs, vresults, strict=True):
+        seen = ({canonical(h.address): h for h in vresult.run.hosts}
+                if vresult.run is not None else {})
+        failure = None if vresult.run is not None and vresult.run.complete else (
+            _why_missing(vjob, vresult))
+        for target in vjob.targets:
+            key = canonical(target)
+            base = hosts[key]
+            hosts[key] = merge_version(base, seen.get(key), job.proto,
+                                       ports_to_identify(base, job.proto), failure)
+    for address, host in hosts.items():
+        views.setdefault(address, []).append(host)
+
+
+async def scan_fleet(
+    targets: Sequence[str],
+    settings: ScanSettings,
+    *,
+    nmap_path: str | None = None,
+    timeout: float | None = None,
+    routes: Mapping[str, str] | None = None,
+    on_process_done: Callable[[ProcessResult], None] | None = None,
+) -> FleetScan:
+    """Scan every target: discovery batches, then -sV on what is open, as one pipeline.
+
+    ``routes`` (address -> interface) is checked with the kernel before any packet is
+    sent. Raises NmapNotFoundError (nmap missing or older than 7.0) and
+    UnsafeTargetError before scanning; after that, a failing nmap process is recorded
+    against its own hosts only. ``timeout`` kills one nmap process (its batch then has
+    no results); nmap's own --host-timeout is the gentler bound.
+    """
+    ips = validate_targets(targets)
+    for address, dev in (routes or {}).items():
+        await asyncio.to_thread(nmap_run.check_route, address, dev)
+    jobs = discovery_jobs(ips, settings)
+    nmap_bin = nmap_run.find_nmap(nmap_path)
+    await asyncio.to_thread(nmap_run.check_nmap_version, nmap_bin)
+    defaults = await asyncio.to_thread(nmap_run.load_default_services, nmap_bin)
+    runner = _Runner(nmap_bin, settings, defaults, timeout, on_process_done)
+    views: dict[str, list[ExternalHost]] = {}
+    notes: dict[str, list[str]] = {}
+    try:
+        await asyncio.gather(*(_pipeline(runner, job, settings, views, notes) for job in jobs))
+    finally:
+        # On cancellation, nmap processes already started run to their end (python-nmap
+        # gives no handle to stop them); none is started after this.
+        runner.pool.shutdown(wait=False, cancel_futures=True)
+
+    hosts: dict[str, ExternalHost] = {}
+    failed: dict[str, str] = {}
+    for key in dict.fromkeys(canonical(a) for a in ips):
+        if key not in views:
+            failed[key] = "; ".join(notes.get(key, ["not scanned"]))
+            continue
+        host = combine_hosts(views[key])
+        extra = [n for n in notes.get(key, []) if n not in host.errors]
+        if extra:
+            host = host.model_copy(update={"errors": [*host.errors, *extra]})
+        hosts[key] = host
+    processes = [runner.results[name] for name in runner.order]
+    run = summarize(processes, hosts, failed, profile=settings.profile.value,
+                    privileged=settings.privileged, scan_type=settings.scan_type)
+    evidence = [(p.name, p.xml) for p in processes if p.xml]
+    return FleetScan(run=run, hosts=hosts, failed=failed, evidence=evidence)

@@ -1,0 +1,181 @@
+"""nmap on this machine: finding it, checking it, asking the kernel where a target routes,
+and running one nmap process through python-nmap. The only module here that touches
+the network (through nmap); everything is blocking, for worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import nmap  # python-nmap
+
+from fleetaudit.errors import NmapNotFoundError, ScanError, UnsafeTargetError
+from fleetaudit.models import Proto
+from fleetaudit.parsers.nmap import parse_nmap_services
+from fleetaudit.scan.command import NmapJob, validate_targets
+
+__all__ = [
+    "INSTALL_HINT",
+    "MIN_NMAP_VERSION",
+    "check_nmap_version",
+    "check_route",
+    "find_nmap",
+    "load_default_services",
+    "nmap_services_path",
+    "run_job",
+]
+
+INSTALL_HINT = "install it: apt-get install nmap (Debian/Ubuntu), dnf install nmap (Fedora/RHEL)"
+MIN_NMAP_VERSION = (7, 0)
+_VERSION_LINE = re.compile(r"Nmap version (\d+)\.(\d+)")
+
+
+def find_nmap(nmap_path: str | None = None) -> str:
+    """Absolute path of the nmap binary, or NmapNotFoundError with how to install it."""
+    found = shutil.which(nmap_path or "nmap")
+    if found is None:
+        where = f"at {nmap_path!r}" if nmap_path else "in PATH"
+        raise NmapNotFoundError(f"nmap not found {where}; {INSTALL_HINT}")
+    return found
+
+
+def parse_nmap_version(text: str) -> tuple[int, int] | None:
+    m = _VERSION_LINE.search(text)
+    return (int(m[1]), int(m[2])) if m else None
+
+
+def check_nmap_version(nmap_bin: str) -> tuple[int, int]:
+    """``nmap --version`` must say 7.0 or newer (older XML lacks what the parser relies on)."""
+    try:
+        done = subprocess.run([nmap_bin, "--version"], capture_output=True, text=True,
+                              timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise NmapNotFoundError(f"{nmap_bin} does not run: {exc}; {INSTALL_HINT}") from None
+    version = parse_nmap_version(done.stdout)
+    if version is None:
+        raise NmapNotFoundError(f"{nmap_bin} does not answer --version as nmap does; "
+                                f"{INSTALL_HINT}")
+    if version < MIN_NMAP_VERSION:
+        wanted = ".".join(map(str, MIN_NMAP_VERSION))
+        raise NmapNotFoundError(f"nmap {version[0]}.{version[1]} at {nmap_bin} is older than "
+                                f"{wanted}; {INSTALL_HINT}")
+    return version
+
+
+def nmap_services_path(nmap_bin: str) -> Path | None:
+    """nmap's own nmap-services, looked up where nmap itself looks for its data."""
+    candidates: list[Path] = []
+    if os.environ.get("NMAPDIR"):
+        candidates.append(Path(os.environ["NMAPDIR"]))
+    candidates.append(Path.home() / ".nmap")
+    candidates.append(Path(nmap_bin).resolve().parent.parent / "share" / "nmap")
+    candidates += [Path("/usr/share/nmap"), Path("/usr/local/share/nmap")]
+    for directory in candidates:
+        path = directory / "nmap-services"
+        try:
+            if path.is_file():
+                return path
+        except OSError:  # e.g. HOME still /root after dropping privileges: skip, as nmap does
+            continue
+    return None
+
+
+def load_default_services(nmap_bin: str) -> dict[tuple[Proto, int], str]:
+    """nmap's port -> service table; a missing or unreadable file means no defaults."""
+    path = nmap_services_path(nmap_bin)
+    if path is None:
+        return {}
+    try:
+        return parse_nmap_services(path.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return {}
+
+
+def check_route(address: str, route_dev: str) -> None:
+    """Raise UnsafeTargetError unless the kernel sends packets for `address` via `route_dev`.
+
+    Asked of the kernel (``ip route get``, a local lookup that sends nothing) rather than
+    computed, so policy routing or a route added later cannot take a scan elsewhere.
+    """
+    (ip,) = validate_targets([address])
+    ip_bin = shutil.which("ip")
+    if ip_bin is None:
+        raise UnsafeTargetError(f"cannot check how {ip} is routed: 'ip' (iproute2) is missing")
+    try:
+        done = subprocess.run(
+            [ip_bin, "-j", "route", "get", ip.split("%", 1)[0]],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        routes = json.loads(done.stdout) if done.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+        raise UnsafeTargetError(f"cannot check how {ip} is routed: {exc}") from None
+    if not routes:
+        detail = done.stderr.strip() or "no route"
+        raise UnsafeTargetError(f"cannot check how {ip} is routed: {detail}")
+    dev = routes[0].get("dev") if isinstance(routes[0], dict) else None
+    if dev != route_dev:
+        raise UnsafeTargetError(
+            f"{ip} is routed via {dev or 'nothing'}, not {route_dev}: refusing to scan it"
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    xml: bytes
+    failure: str | None  # what python-nmap raised, if it raised
+    stderr: list[str]  # nmap's stderr lines that were not warnings
+
+
+def run_job(nmap_bin: str, job: NmapJob, timeout: float | None) -> Outcome:
+    """Run one nmap process through python-nmap and wait for it (blocking).
+
+    A report nmap wrote only in part (nmap killed, or ended with an error) comes back
+    as it is, with python-nmap's complaint in `failure`: the caller parses what is
+    there. ``timeout`` is a last resort: python-nmap then kills nmap and keeps nothing,
+    so prefer nmap's own --host-timeout, after which nmap still writes its report.
+    """
+    try:
+        scanner = nmap.PortScanner(nmap_search_path=(nmap_bin,))
+    except nmap.PortScannerError as exc:
+        raise NmapNotFoundError(
+            f"{nmap_bin} does not run as nmap ({exc.value}); {INSTALL_HINT}"
+        ) from None
+    failure: str | None = None
+    stderr: list[str] = []
+    try:
+        scanner.scan(
+            hosts=" ".join(job.targets),
+            ports=job.ports,
+            arguments=shlex.join(job.args),
+            timeout=timeout or 0,
+        )
+        errors = scanner.scaninfo().get("error", [])
+        # python-nmap repeats the whole stderr once per non-warning line.
+        stderr = list(dict.fromkeys(line.strip() for e in errors for line in e.splitlines()))
+    except nmap.PortScannerTimeout:
+        raise ScanError(f"nmap ran longer than {timeout} s and was killed") from None
+    except nmap.PortScannerError as exc:
+        # python-nmap could not read the XML: it raises nmap's stderr, or the output itself.
+        value = exc.value.decode(errors="replace") if isinstance(exc.value, bytes) else exc.value
+        value = str(value).strip()
+        if value.startswith("<") or not value:
+            failure = "python-nmap could not read nmap's XML"
+        else:
+            failure = value
+            stderr = list(dict.fromkeys(line.strip() for line in value.splitlines()))
+    except (AssertionError, AttributeError, KeyError, IndexError, ValueError) as exc:
+        # python-nmap's own dict builder trips over XML it did not expect; ours decides.
+        failure = f"python-nmap: {exc!r}"
+    raw = scanner.get_nmap_last_output()
+    # Before a scan ran, python-nmap holds the text of `nmap -V` (a str): not a report.
+    return Outcome(raw if isinstance(raw, bytes) else b"", failure, [s for s in stderr if s])

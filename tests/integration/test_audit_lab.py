@@ -7,8 +7,6 @@ verdict, PID, executable and package.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -17,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleetaudit import lab
+from tests.integration.labs import running_lab
 
 pytestmark = pytest.mark.lab
 
@@ -27,28 +25,11 @@ SUBNET = "10.99.100.0/24"
 NOBODY = "10.99.100.250"  # on the lab bridge, but no host answers there
 
 
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root for network namespaces"
-    for tool in ("ip", "nmap", "iptables"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    if not Path("/usr/sbin/sshd").exists():
-        return "openssh-server is not installed"
-    return None
-
-
 @pytest.fixture(scope="module")
 def fleet():
-    reason = _skip_reason()
-    if reason:
-        pytest.skip(reason)
-    lab.down(STATE_DIR)
-    info = lab.up(3, state_dir=STATE_DIR, subnet=SUBNET, bridge=BRIDGE, internal_plants=True)
-    try:
+    with running_lab(3, state_dir=STATE_DIR, subnet=SUBNET, bridge=BRIDGE,
+                     internal_plants=True) as info:
         yield info
-    finally:
-        lab.down(STATE_DIR)
 
 
 def fleetaudit(*args: str) -> subprocess.CompletedProcess[str]:
@@ -212,3 +193,65 @@ def test_broken_inventory_is_a_clear_error(tmp_path):
     proc = fleetaudit("audit", str(bad), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2
     assert "bad.yml" in proc.stderr and "Traceback" not in proc.stderr
+
+
+POLICY = """\
+version: 1
+defaults:
+  ssh_only_on_22: true
+waivers:
+  - {rule: ssh_only_on_22, host: lab-01, proto: tcp, port: 24, reason: the lab's plant,
+     owner: qa, expires: 2999-12-31}
+  - {rule: UNOWNED_BINARY, host: lab-01, proto: tcp, port: 80, reason: was a test,
+     owner: qa, expires: 2001-01-01}
+"""
+
+
+def findings_of(results, host, rule, port):
+    return [f for f in host_result(results, host)["findings"]
+            if f["rule"] == rule and f["port"] == port]
+
+
+def test_policy_waivers_and_fail_on_end_to_end(fleet, tmp_path):
+    policy = tmp_path / "policy.yml"
+    policy.write_text(POLICY)
+    common = ["audit", str(fleet.inventory), "--known-hosts", str(fleet.known_hosts),
+              "--policy", str(policy)]
+    proc = fleetaudit(*common, "--out", str(tmp_path / "plain"))
+    assert proc.returncode == 0, proc.stderr  # findings alone do not fail a run
+    proc = fleetaudit(*common, "--out", str(tmp_path / "gate"), "--fail-on", "high")
+    assert proc.returncode == 1, proc.stderr
+    results = json.loads((tmp_path / "gate" / "results.json").read_text())
+
+    [ssh24] = findings_of(results, "lab-01", "ssh_only_on_22", 24)
+    assert ssh24["waiver"]["owner"] == "qa" and not ssh24["waiver_expired"]
+    [unowned] = findings_of(results, "lab-01", "UNOWNED_BINARY", 80)
+    assert unowned["waiver_expired"] and unowned["severity"] == "high"
+    [nonstandard] = findings_of(results, "lab-01", "NONSTANDARD_PORT", 24)
+    assert nonstandard["waiver"] is None
+    assert host_result(results, "lab-01")["compliant"] is False
+    fleet_summary = next(c for c in results["compliance"] if c["group"] is None)
+    assert fleet_summary["hosts_total"] == len(fleet.hosts)
+
+    bad = tmp_path / "bad-policy.yml"
+    bad.write_text("version: 1\ndefaults:\n  max_open_ports: many\n")
+    proc = fleetaudit(*common[:-1], str(bad), "--out", str(tmp_path / "bad"))
+    assert proc.returncode == 2
+    assert "bad-policy.yml:3" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_every_format_is_written_and_rerendered(audit, tmp_path):
+    out, _, _ = audit
+    names = {"results.json", "index.html", "findings.csv", "junit.xml", "summary.md",
+             "findings.sarif"}
+    assert names <= {p.name for p in out.iterdir()}
+    proc = fleetaudit("report", str(out / "results.json"), "--format", "all",
+                      "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    for name in names:
+        assert (tmp_path / name).read_text() == (out / name).read_text(), name
+    sarif = json.loads((tmp_path / "findings.sarif").read_text())
+    uris = {loc["physicalLocation"]["artifactLocation"]["uri"]
+            for run in sarif["runs"] for result in run["results"]
+            for loc in result["locations"]}
+    assert "fleet://lab-01/tcp/80" in uris

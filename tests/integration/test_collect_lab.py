@@ -9,8 +9,6 @@ listener and a NAT redirect; lab-03 has a modified python3.11 and an ss that hid
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +42,7 @@ from fleetaudit.models import (
 )
 from fleetaudit.preflight import render_text, run_preflight
 from fleetaudit.transport import ShellSession, SSHOptions, Transport, connect
+from tests.integration.labs import running_lab
 
 pytestmark = pytest.mark.lab
 
@@ -53,29 +52,12 @@ SUBNET = "10.99.120.0/24"
 T = TypeVar("T")
 
 
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root for network namespaces"
-    for tool in ("ip", "iptables", "nsenter", "sudo", "ss"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    if not lab_hosts.SSHD.exists() or not lab_hosts.PYTHON.exists():
-        return "openssh-server or python3.11 is not installed"
-    return None
-
-
 @pytest.fixture(scope="module")
 def fleet():
-    reason = _skip_reason()
-    if reason:
-        pytest.skip(reason)
-    lab.down(STATE_DIR)
-    info = lab.up(3, state_dir=STATE_DIR, subnet=SUBNET, bridge=BRIDGE, internal_plants=True)
     tmp_dir = lab_hosts.tmp_plant_dir(STATE_DIR)
-    try:
+    with running_lab(3, state_dir=STATE_DIR, subnet=SUBNET, bridge=BRIDGE,
+                     internal_plants=True) as info:
         yield info
-    finally:
-        lab.down(STATE_DIR)
     # `down` removes what it made outside its state directory too.
     assert not tmp_dir.exists()
     assert not STATE_DIR.exists()

@@ -13,7 +13,6 @@ tests skip, except under CI, where a skip would hide that they did not run.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,15 +47,6 @@ try:
 except ImportError:  # pragma: no cover - depends on the machine
     sync_playwright = None  # type: ignore[assignment]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 VIEWPORT = {"width": 1400, "height": 1000}
 
@@ -125,24 +115,6 @@ def hostile_results() -> AuditResults:
     )
     base = policy_results()
     return base.model_copy(update={"hosts": [*base.hosts, evil]})
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    missing = []
-    if sync_playwright is None:
-        missing.append("the playwright package (pip install -e '.[dev]')")
-    if not CHROMIUM.exists():
-        missing.append(f"{CHROMIUM} (apt-get install chromium; scripts/setup.sh --dev does)")
-    if missing:
-        reason = "browser tests need " + " and ".join(missing)
-        if os.environ.get("CI"):
-            pytest.fail(reason + ": CI must run them")
-        pytest.skip(reason)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.browser.test_report_browser import ARTIFACTS
 from tests.integration.labs import running_lab
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # pragma: no cover - the browser fixture skips (or fails in CI) then
+    expect = None
 
 pytestmark = pytest.mark.lab
 
@@ -255,3 +261,42 @@ def test_every_format_is_written_and_rerendered(audit, tmp_path):
             for run in sarif["runs"] for result in run["results"]
             for loc in result["locations"]}
     assert "fleet://lab-01/tcp/80" in uris
+
+
+def test_lab_report_in_a_browser(fleet, audit, browser):
+    """The real lab report as a reader uses it: each planted chain one click away."""
+    out, results, _ = audit
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors: list[str] = []
+    requests: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url.split("#")[0]))
+    url = (out / "index.html").as_uri()
+    try:
+        [plant] = [p for p in fleet.plants if p.port == 24]
+        [sshd] = [h for h in fleet.hosts if h.name == plant.host]
+        page.goto(f"{url}#host-{plant.host}-tcp-24")
+        port = page.locator(f"#host-{plant.host}-tcp-24")
+        expect(port.locator("details.chain")).to_have_attribute("open", "")
+        chain = port.locator("ol.chain")
+        for fact in ("ssh", "OpenSSH", str(sshd.sshd_pid), "/usr/sbin/sshd", "openssh-server",
+                     "NONSTANDARD_PORT"):
+            expect(chain).to_contain_text(fact)
+        # Filtering by a severity leaves exactly the hosts that have one.
+        page.evaluate("() => { location.hash = '#top'; }")
+        page.select_option("#f-sev", label="high or worse")
+        shown = page.evaluate("""() => Array.from(document.querySelectorAll('#hosts-rows > .hrow'))
+                                 .filter(r => !r.hidden).map(r => r.children[0].textContent)""")
+        high = {h["name"] for h in results["hosts"]
+                if any(v["severity"] in ("critical", "high") for p in h["ports"]
+                       for v in p["verdicts"])
+                or any(f["severity"] in ("critical", "high") for f in h["findings"])}
+        assert set(shown) == high and high
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "lab-report.png"), full_page=False)
+        assert errors == []
+        assert set(requests) == {url}
+    finally:
+        context.close()

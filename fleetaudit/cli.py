@@ -31,7 +31,7 @@ from fleetaudit.models import (
     InventoryHost,
     Severity,
 )
-from fleetaudit.orchestrator import AuditOptions, run_audit
+from fleetaudit.orchestrator import AuditOptions, audit_dry_run, run_audit
 from fleetaudit.policy import Policy, apply_policy, baseline_policy, exit_code, load_policy
 from fleetaudit.preflight import render_text, run_preflight
 from fleetaudit.report import (
@@ -43,6 +43,8 @@ from fleetaudit.report import (
     results_from_json,
     write_report,
 )
+from fleetaudit.scan import Profile
+from fleetaudit.scan.command import DEFAULT_CONCURRENCY
 from fleetaudit.scan.evidence import write_nmap_evidence
 from fleetaudit.transport import HostKeyPolicy, SSHOptions
 
@@ -96,6 +98,10 @@ def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
     failed = [h for h in results.hosts if h.status is not HostStatus.OK]
     if results.scan is None:
         err.print("[yellow]No scan result: the external view is missing.[/]")
+    elif results.scan.ignored_hosts:
+        ignored = results.scan.ignored_hosts
+        err.print(f"{len(ignored)} host(s) in the nmap XML are not in the inventory, ignored: "
+                  f"{', '.join(ignored)}", markup=False, soft_wrap=True)
     active = sum(f.active for h in results.hosts for f in h.findings)
     fleet = next(c for c in results.compliance if c.group is None)
     err.print(f"policy {results.policy}: {active} active finding(s), "
@@ -121,25 +127,37 @@ def audit(
     inventory: Annotated[Path | None, typer.Argument(
         help="Ansible-style YAML inventory. Without it, audit this machine (no SSH).")] = None,
     out_dir: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Where results.json and index.html go [default: reports/<time>]")
+        "--out", "-o", help="Where results.json and index.html go (default: reports/<time>)")
     ] = None,
     known_hosts: Annotated[Path | None, typer.Option(
-        help="known_hosts file [default: ~/.ssh/known_hosts]")] = None,
+        help="known_hosts file (default: ~/.ssh/known_hosts)")] = None,
     host_key_policy: Annotated[HostKeyPolicy, typer.Option(
         help="strict: only known keys; accept-new: record unknown hosts' keys; off: no check"
     )] = HostKeyPolicy.STRICT,
     concurrency: Annotated[int, typer.Option(min=1, max=1000,
                                              help="Hosts collected at once")] = 50,
+    profile: Annotated[Profile, typer.Option(
+        help="quick: top 1000 TCP ports; standard: all 65535 TCP ports; full: standard + top "
+             "UDP ports (root)")] = Profile.QUICK,
     ports: Annotated[str | None, typer.Option(
-        help="nmap port list (e.g. 22,80,1-1024) [default: nmap's top 1000]")] = None,
+        help="nmap port list, replacing the profile's (e.g. 22,80,1-1024 or T:22,U:53)")
+    ] = None,
+    nmap_xml: Annotated[list[Path] | None, typer.Option(
+        "--nmap-xml", metavar="FILE",
+        help="Use this nmap XML report (repeatable) instead of scanning; matched by address")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the nmap command lines and exit: no scan, no SSH")] = False,
+    scan_concurrency: Annotated[int, typer.Option(
+        min=1, max=64, help="nmap processes at once")] = DEFAULT_CONCURRENCY,
     connect_timeout: Annotated[float, typer.Option(min=1.0, help="SSH connect timeout, s")] = 10.0,
     policy_file: Annotated[Path | None, typer.Option(
         "--policy", metavar="FILE",
-        help="Compliance policy (YAML) [default: the built-in baseline]")] = None,
+        help="Compliance policy (YAML) (default: the built-in baseline)")] = None,
     fail_on: Annotated[Severity | None, typer.Option(
         "--fail-on", metavar="SEVERITY", case_sensitive=False,
         help="Exit 1 when an active finding is at or above this severity (critical, high, "
-             "medium, low, info) [default: findings do not change the exit code]")] = None,
+             "medium, low, info) (default: findings do not change the exit code)")] = None,
 ) -> None:
     """Scan the fleet from outside, look inside every host, and reconcile the two."""
     try:
@@ -150,9 +168,14 @@ def audit(
     options = AuditOptions(
         ssh=SSHOptions(known_hosts=known_hosts, host_key_policy=host_key_policy,
                        connect_timeout=connect_timeout),
-        concurrency=concurrency, ports=ports,
+        concurrency=concurrency, ports=ports, profile=profile.value,
+        scan_concurrency=scan_concurrency, nmap_xml=tuple(nmap_xml or ()),
     )
     try:
+        if dry_run:
+            for line in asyncio.run(audit_dry_run(inv, options)):
+                out.print(line, markup=False, soft_wrap=True)
+            raise typer.Exit(0)
         code = _audit(inv, options, out_dir or _default_out(), policy, fail_on)
     except FleetAuditError as exc:
         raise _fail(exc) from exc
@@ -163,7 +186,7 @@ def audit(
 def check(
     inventory: Annotated[Path, typer.Argument(help="Ansible-style YAML inventory")],
     known_hosts: Annotated[Path | None, typer.Option(
-        help="known_hosts file [default: ~/.ssh/known_hosts]")] = None,
+        help="known_hosts file (default: ~/.ssh/known_hosts)")] = None,
     host_key_policy: Annotated[HostKeyPolicy, typer.Option(
         help="strict | accept-new | off")] = HostKeyPolicy.STRICT,
     concurrency: Annotated[int, typer.Option(min=1, max=1000, help="Hosts checked at once")] = 50,

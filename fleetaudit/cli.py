@@ -44,7 +44,7 @@ from fleetaudit.report import (
     write_report,
 )
 from fleetaudit.scan import Profile
-from fleetaudit.scan.command import DEFAULT_CONCURRENCY
+from fleetaudit.scan.command import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
 from fleetaudit.scan.evidence import write_nmap_evidence
 from fleetaudit.transport import HostKeyPolicy, SSHOptions
 
@@ -138,7 +138,7 @@ def audit(
                                              help="Hosts collected at once")] = 50,
     profile: Annotated[Profile, typer.Option(
         help="quick: top 1000 TCP ports; standard: all 65535 TCP ports; full: standard + top "
-             "UDP ports (root)")] = Profile.QUICK,
+             "100 UDP ports (root)")] = Profile.QUICK,
     ports: Annotated[str | None, typer.Option(
         help="nmap port list, replacing the profile's (e.g. 22,80,1-1024 or T:22,U:53)")
     ] = None,
@@ -150,6 +150,12 @@ def audit(
         "--dry-run", help="Print the nmap command lines and exit: no scan, no SSH")] = False,
     scan_concurrency: Annotated[int, typer.Option(
         min=1, max=64, help="nmap processes at once")] = DEFAULT_CONCURRENCY,
+    scan_batch_size: Annotated[int, typer.Option(
+        min=1, max=4096, help="Hosts per nmap process")] = DEFAULT_BATCH_SIZE,
+    nmap_arg: Annotated[list[str] | None, typer.Option(
+        "--nmap-arg", metavar="OPTION",
+        help="Extra nmap timing/intensity option from an allowlist (repeatable), "
+             "e.g. --nmap-arg=-T4 --nmap-arg=--max-retries=2")] = None,
     connect_timeout: Annotated[float, typer.Option(min=1.0, help="SSH connect timeout, s")] = 10.0,
     policy_file: Annotated[Path | None, typer.Option(
         "--policy", metavar="FILE",
@@ -170,6 +176,7 @@ def audit(
                        connect_timeout=connect_timeout),
         concurrency=concurrency, ports=ports, profile=profile.value,
         scan_concurrency=scan_concurrency, nmap_xml=tuple(nmap_xml or ()),
+        scan_batch_size=scan_batch_size, nmap_args=tuple(nmap_arg or ()),
     )
     try:
         if dry_run:

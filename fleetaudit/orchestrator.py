@@ -79,7 +79,6 @@ class AuditOptions(BaseModel):
 @dataclass
 class AuditOutcome:
     results: AuditResults
-    nmap_xml: bytes | None = None  # no longer set: see nmap_xml_files
     # One raw report per nmap process (or per --nmap-xml file), for DIR/nmap/<name>.xml.
     nmap_xml_files: list[tuple[str, bytes]] = field(default_factory=list)
 

@@ -22,13 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from fleetaudit import lab, scan
+from fleetaudit import scan
 from fleetaudit.inventory import load_inventory
 from fleetaudit.lab.state import LabInfo
 from fleetaudit.models import ExternalHost, Proto, VerdictKind
 from fleetaudit.orchestrator import AuditOptions, run_audit
 from fleetaudit.scan.command import make_settings
 from fleetaudit.transport import SSHOptions
+from tests.integration.labs import running_lab
 
 pytestmark = pytest.mark.lab
 
@@ -53,17 +54,6 @@ SNMP_LIKE = (
 )
 
 
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root for network namespaces"
-    for tool in ("ip", "nmap", "iptables"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    if not Path("/usr/sbin/sshd").exists() or not Path(PYTHON).exists():
-        return "openssh-server or python3.11 is not installed"
-    return None
-
-
 def _spawn_in(netns: str, code: str | list[str]) -> subprocess.Popen[bytes]:
     argv = [PYTHON, "-c", code] if isinstance(code, str) else code
     return subprocess.Popen(["ip", "netns", "exec", netns, "env", "-i", *argv],
@@ -85,11 +75,11 @@ def _wait_listening(netns: str, flag: str, port: int) -> None:
 def fleet() -> Iterator[LabInfo]:
     """Two lab hosts, plus a web server on a high port of the second and an SNMP-like
     UDP responder on the first; both stopped by PID afterwards."""
-    reason = _skip_reason()
-    if reason:
-        pytest.skip(reason)
-    lab.down(STATE_DIR)
-    info = lab.up(2, state_dir=STATE_DIR, subnet=SUBNET, bridge=BRIDGE)
+    with running_lab(2, state_dir=STATE_DIR, subnet=SUBNET, bridge=BRIDGE) as info:
+        yield from _with_services(info)
+
+
+def _with_services(info: LabInfo) -> Iterator[LabInfo]:
     first, second = info.hosts
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -108,7 +98,6 @@ def fleet() -> Iterator[LabInfo]:
         for proc in procs:
             os.kill(proc.pid, signal.SIGTERM)
             proc.wait(timeout=10)
-        lab.down(STATE_DIR)
 
 
 def targets(info: LabInfo) -> list[str]:

@@ -244,7 +244,33 @@ def plan_plants(
                         exe=python, package=packages.get(PYTHON), verdict=VerdictKind.FILTERED),
             argv=http(python, 8443, ANY),
             firewall=("INPUT", "-p", "tcp", "--dport", "8443", "-j", "DROP")),
+        PlantSpec(
+            plant=Plant(host=first, proto=Proto.TCP, port=HOSTILE_BANNER_PORT, bind=ANY,
+                        description="a service whose banner and cmdline are markup, quotes "
+                                    "and control bytes",
+                        exe=python, package=packages.get(PYTHON),
+                        verdict=VerdictKind.CONSISTENT),
+            argv=[python, "-c", HOSTILE_BANNER_SCRIPT, str(HOSTILE_BANNER_PORT)]),
     ]
+
+
+HOSTILE_BANNER_PORT = 2323
+# The report must show this banner and this cmdline as text: they are data, never markup.
+HOSTILE_BANNER_SCRIPT = r"""# fleetaudit lab plant: <b>hostile</b> banner
+import socket, sys  # <script>window.__pwned=3</script>
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(16)
+banner = b"<script>window.__pwned=1</script>\"'><img src=x onerror=window.__pwned=2>\x1b[31m\r\n"
+while True:
+    conn, _ = s.accept()
+    try:
+        conn.sendall(banner)
+    except OSError:
+        pass
+    conn.close()
+"""
 
 
 # Lab plant scripts, run by the machine's python3.11 (or a copy of it).

@@ -294,6 +294,17 @@ def test_lab_report_in_a_browser(fleet, audit, browser):
                        for v in p["verdicts"])
                 or any(f["severity"] in ("critical", "high") for f in h["findings"])}
         assert set(shown) == high and high
+        # The hostile banner and cmdline (a lab plant) are on the page as text, inert.
+        page.evaluate("() => { location.hash = '#top'; }")
+        page.click("#f-clear")
+        page.click("#x-open")
+        hostile = page.locator("#host-lab-01-tcp-2323")
+        hostile.scroll_into_view_if_needed()
+        expect(hostile).to_contain_text("<b>hostile</b>", use_inner_text=True)
+        expect(hostile).to_contain_text("window.__pwned=1", use_inner_text=True)
+        assert page.evaluate("() => window.__pwned") is None
+        assert page.evaluate("() => document.scripts.length") == 1
+        assert page.evaluate("() => document.images.length") == 0
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "lab-report.png"), full_page=False)
         assert errors == []

@@ -152,6 +152,7 @@ def test_plants_spread_over_two_hosts_or_all_on_one():
         VerdictKind.UNOWNED_BINARY: ("lab-01", 80),
         VerdictKind.LOCAL_ONLY: ("lab-02", 8081),
         VerdictKind.FILTERED: ("lab-02", 8443),
+        VerdictKind.CONSISTENT: ("lab-01", 2323),  # the hostile banner
     }
     [unowned] = [s for s in specs if s.plant.verdict == VerdictKind.UNOWNED_BINARY]
     assert unowned.plant.exe == "/run/s/hosts/lab-01/kworker" and unowned.plant.package is None
@@ -342,11 +343,12 @@ def test_real_ssh_login_with_strict_host_key_checking(fleet):
 @needs_lab
 def test_plants_listen_where_expected(fleet):
     one, two = fleet.hosts
-    assert {"0.0.0.0:22", "0.0.0.0:24", "0.0.0.0:80"} <= _listeners(one.netns)
+    assert {"0.0.0.0:22", "0.0.0.0:24", "0.0.0.0:80", "0.0.0.0:2323"} <= _listeners(one.netns)
     assert {"0.0.0.0:22", "127.0.0.1:8081", "0.0.0.0:8443"} <= _listeners(two.netns)
     assert {(p.host, p.port, p.verdict) for p in fleet.plants} == {
         ("lab-01", 24, VerdictKind.NONSTANDARD_PORT), ("lab-01", 80, VerdictKind.UNOWNED_BINARY),
-        ("lab-02", 8081, VerdictKind.LOCAL_ONLY), ("lab-02", 8443, VerdictKind.FILTERED)}
+        ("lab-02", 8081, VerdictKind.LOCAL_ONLY), ("lab-02", 8443, VerdictKind.FILTERED),
+        ("lab-01", 2323, VerdictKind.CONSISTENT)}
 
 
 @pytest.mark.lab
@@ -437,8 +439,8 @@ def test_single_host_lab_carries_every_plant_and_comes_down_clean():
         pids = _recorded(info)
         assert {p.host for p in info.plants} == {"lab-01"}
         assert {"0.0.0.0:22", "0.0.0.0:24", "0.0.0.0:80", "127.0.0.1:8081",
-                "0.0.0.0:8443"} <= _listeners(info.hosts[0].netns)
-        assert len(pids) == 4 and all(proc.is_ours(p) for p in pids)
+                "0.0.0.0:8443", "0.0.0.0:2323"} <= _listeners(info.hosts[0].netns)
+        assert len(pids) == 5 and all(proc.is_ours(p) for p in pids)
     finally:
         lab.down(state_dir)
     _assert_gone(info, pids)
@@ -464,7 +466,7 @@ def test_failed_up_removes_what_it_made(monkeypatch):
     monkeypatch.setattr(hosts, "wait_listening", fail)
     with pytest.raises(LabError, match=r"planned failure.*everything it made was removed"):
         lab.up(2, state_dir=state_dir, subnet="10.99.202.0/24", bridge="fa-test2")
-    assert len(seen) == 5
+    assert len(seen) == 6  # 2 sshds, then the 4 plants with a process
     assert not [p for p in seen if proc.is_ours(p)]
     assert not {"fa-test2-h01", "fa-test2-h02"} & _namespaces()
     assert not {"fa-test2", "fa-test2v1", "fa-test2v2"} & set(net.links())

@@ -124,7 +124,9 @@ def root_views(fleet) -> dict[str, tuple[InternalView, int]]:
 
 
 def plant(info: lab.LabInfo, verdict: VerdictKind) -> lab.Plant:
-    [found] = [p for p in info.plants if p.verdict is verdict]
+    # CONSISTENT is also the hostile-banner plant's verdict: here it means the pre-fork one.
+    [found] = [p for p in info.plants if p.verdict is verdict
+               and (verdict is not VerdictKind.CONSISTENT or p.port == lab_hosts.PREFORK_PORT)]
     return found
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 import shlex
-from datetime import UTC, datetime
+from datetime import datetime
 
 from fleetaudit.errors import ParseError
 from fleetaudit.models import SystemFacts
+from fleetaudit.parsers.common import utc_from_unix
 
 _KEYS = {"btime", "clk_tck", "netns_self", "netns_init", "bindv6only", "euid", "sudo",
          "os_ID", "os_VERSION_ID"}
@@ -55,13 +56,7 @@ def _int(value: str | None) -> int | None:
 
 
 def _boot_time(value: str | None) -> datetime | None:
-    seconds = _int(value)
-    if seconds is None:
-        return None
-    try:
-        return datetime.fromtimestamp(seconds, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
+    return utc_from_unix(_int(value))
 
 
 def _netns(value: str | None) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from xml.etree.ElementTree import Element, TreeBuilder
 from xml.etree.ElementTree import ParseError as XMLSyntaxError
 
@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from fleetaudit.errors import ParseError
 from fleetaudit.models import ExternalHost, ExternalPort, ExtraPorts, PortRange, Proto, ScanRun
+from fleetaudit.parsers.common import utc_from_unix
 
 __all__ = [
     "decode_service_fingerprint",
@@ -141,13 +142,7 @@ def _opt_int(value: str | None) -> int | None:
 
 def _timestamp(value: str | None) -> datetime | None:
     """A unix time from nmap as an aware UTC datetime; absent or absurd gives None."""
-    seconds = _opt_int(value)
-    if seconds is None:
-        return None
-    try:
-        return datetime.fromtimestamp(seconds, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
+    return utc_from_unix(_opt_int(value))
 
 
 def _proto(value: str | None) -> Proto | None:

@@ -1,6 +1,6 @@
 """How commands reach a host: one SSH connection per host, or a local subprocess.
 
-This module and `scanner` are the only ones that touch the network. Every failure
+This module and the `scan` package are the only ones that touch the network. Every failure
 leaves as a TransportError subclass, so the orchestrator can record it as the host's
 outcome and carry on with the rest of the fleet.
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fleetaudit import scanner
+from fleetaudit import scan
 from fleetaudit.errors import LabError
 from fleetaudit.lab.proc import run
 from fleetaudit.lab.state import DEFAULT_BRIDGE, LabState, SysctlChange
@@ -366,4 +366,4 @@ def check_route(address: str, bridge: str) -> None:
 
     The scanner's own gate, so the lab and every audit refuse by one rule.
     """
-    scanner.check_route(address, bridge)
+    scan.check_route(address, bridge)

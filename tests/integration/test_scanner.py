@@ -21,7 +21,7 @@ from typing import ClassVar
 import nmap as python_nmap
 import pytest
 
-from fleetaudit import orchestrator, scan, scanner
+from fleetaudit import orchestrator, scan
 from fleetaudit.errors import ConfigError, NmapNotFoundError, UnsafeTargetError
 from fleetaudit.models import Inventory, InventoryHost, Proto
 from fleetaudit.scan import nmap_run
@@ -250,11 +250,11 @@ def test_missing_nmap_services_means_no_defaults(monkeypatch):
 
 @pytest.mark.skipif(shutil.which("ip") is None, reason="iproute2 is not installed")
 def test_route_guard_on_loopback():
-    scanner.check_route("127.0.0.1", "lo")
+    scan.check_route("127.0.0.1", "lo")
     with pytest.raises(UnsafeTargetError, match="routed via lo"):
-        scanner.check_route("127.0.0.1", "fa-no-such-dev")
+        scan.check_route("127.0.0.1", "fa-no-such-dev")
     with pytest.raises(UnsafeTargetError):
-        scanner.check_route("localhost", "lo")
+        scan.check_route("localhost", "lo")
     settings = make_settings("quick", privileged=True)
     with pytest.raises(UnsafeTargetError, match="refusing to scan it"):
         asyncio.run(scan.scan_fleet(["127.0.0.1"], settings,

@@ -2,16 +2,20 @@
 
 Each round is one script (a batch of probes) sent through one shell session on the host,
 so the login shell and sudo start once per host; each round needs the answers of the one
-before:
+before, and lets the next skip what the answers made unnecessary:
 
 1. which tools exist, the host's facts (boot time, euid...), the listening sockets from
-   the first of `ss`, `netstat`, busybox `netstat` the host has, and always /proc/net
-   (with its fd-to-socket map): a listener one lists and the other omits is evidence
-   (Coverage.notes "tools disagree: ..."). The view keeps one socket per listener: the
-   tool's, plus those only /proc/net shows (source proc_net);
+   the first of `ss`, `netstat`, busybox `netstat` the host has, and always the /proc/net
+   tables: a listener one lists and the other omits is evidence (Coverage.notes "tools
+   disagree: ..."). The view keeps one socket per listener: the tool's, plus those only
+   /proc/net shows (source proc_net). The fd map (every fd of every process, the dearest
+   read) comes with /proc/net only where no listing tool exists; where a tool left out a
+   listener, one extra round maps just those sockets to their owners;
 2. the process chain of every listening PID (exe, cmdline, owner, status, start time,
-   cwd, sha256, mapped files, environment names, cgroup, netns);
-3. the package owning each executable (rpm hosts also verify it here: `rpm -Vf PATH`);
+   cwd, mapped files, environment names, cgroup, netns) and which file each runs;
+3. the sha256 of each executable file once (PIDs of one file share it), and the package
+   owning each executable, from the package file lists (rpm hosts also verify it here:
+   `rpm -Vf PATH`);
 4. dpkg hosts: `dpkg --verify` of those packages.
 
 After the scan, `collect_final` runs one more round on the same connection, only for ports
@@ -52,6 +56,9 @@ from fleetaudit.probes import (
     Probe,
     bind_probe,
     dpkg_owner_probe,
+    exe_hash_probe,
+    exe_id_probe,
+    fd_map_probe,
     host_facts_probe,
     integrity_probe,
     nat_probe,
@@ -90,6 +97,8 @@ _ONLY_IF = {
     "busybox_netstat": (f"! {_has('ss')} && ! {_has('netstat')} && {_has('busybox')} && "
                         "busybox --list 2>/dev/null | grep -qx netstat"),
 }
+_ANY_LISTING = (f"{_has('ss')} || {_has('netstat')} || {{ {_has('busybox')} && "
+                "busybox --list 2>/dev/null | grep -qx netstat; }")
 
 
 @dataclass(frozen=True)
@@ -195,12 +204,15 @@ async def _collect(batch: _Batch, options: CollectOptions) -> InternalView:
     tools, facts = tools_probe(INTERNAL_TOOLS), host_facts_probe()
     listings = [(ss_probe(), ListenerSource.SS), (netstat_probe(), ListenerSource.NETSTAT),
                 (netstat_probe(busybox=True), ListenerSource.NETSTAT)]
-    proc_net = proc_net_probe()
+    # /proc/net always; its fd map only where no listing tool will name the owners.
+    proc_net = proc_net_probe(fd_map=False)
     sections = await batch.run([
         batch.command(tools), batch.command(facts),
         *(batch.command(probe, limit=True, output=LISTING_OUTPUT, only_if=_ONLY_IF[probe.name])
           for probe, _ in listings),
-        batch.command(proc_net, limit=True, output=LISTING_OUTPUT),
+        batch.command(proc_net, limit=True, output=LISTING_OUTPUT, only_if=_ANY_LISTING),
+        batch.command(proc_net_probe(), limit=True, output=LISTING_OUTPUT,
+                      only_if=f"! {{ {_ANY_LISTING}; }}"),
     ])
     present, missing = batch.read(tools, sections) or ([], list(INTERNAL_TOOLS))
     system: SystemFacts | None = batch.read(facts, sections)
@@ -230,14 +242,17 @@ async def _collect(batch: _Batch, options: CollectOptions) -> InternalView:
     disagreed = disagreements([*sockets, *(kernel or [])], sources)
     batch.notes += [_describe_disagreement(d) for d in disagreed]
     sockets = merge_listings(sockets, kernel or [])
+    if any(probe.name in sections for probe, _ in listings):
+        # /proc/net came without its fd map: look up only what the tool left out.
+        sockets = await _owners_of_unlisted(batch, sockets)
     batch.notes += hidden_owners(sockets, privileged)
 
     pids = sorted({owner.pid for s in sockets for owner in s.owners})
     if len(pids) > MAX_PIDS:
         batch.errors.append(f"{len(pids)} listening PIDs; only the first {MAX_PIDS} examined")
         pids = pids[:MAX_PIDS]
-    processes = await _processes(batch, pids, system)
-    processes = await _packages(batch, processes, present)
+    processes, same_file = await _processes(batch, pids, system)
+    processes = await _packages(batch, processes, present, same_file)
 
     coverage = Coverage(
         sources=[s.value for s in dict.fromkeys(sources)], privileged=privileged,
@@ -247,6 +262,27 @@ async def _collect(batch: _Batch, options: CollectOptions) -> InternalView:
     return InternalView(sockets=sockets, processes=processes, tools=present,
                         missing_tools=missing, errors=batch.errors, system=system,
                         coverage=coverage, disagreements=disagreed)
+
+
+async def _owners_of_unlisted(batch: _Batch, sockets: list[Socket]) -> list[Socket]:
+    """Owners of the listeners only /proc/net showed (a tool hid them), from the fd map.
+
+    A round of its own, and only when such a listener exists: the map reads every fd of
+    every process, the dearest read of a host, and the listing tool named the rest.
+    """
+    wanted = {s.inode for s in sockets
+              if s.source is ListenerSource.PROC_NET and not s.owners and s.inode}
+    if not wanted:
+        return sockets
+    probe = fd_map_probe()
+    sections = await batch.run([batch.command(probe, limit=True, output=LISTING_OUTPUT)])
+    owners = batch.read(probe, sections) or {}
+    return [
+        s.model_copy(update={"owners": sorted(owners[s.inode],
+                                              key=lambda o: (o.pid, o.fd or 0))})
+        if s.inode in wanted and s.inode in owners else s
+        for s in sockets
+    ]
 
 
 def _privilege_notes(options: CollectOptions, batch: _Batch,
@@ -341,11 +377,12 @@ def _process_command(batch: _Batch, probe: Probe[Any]) -> BatchCommand:
 
 
 async def _processes(batch: _Batch, pids: list[int],
-                     system: SystemFacts | None) -> list[ProcessInfo]:
+                     system: SystemFacts | None) -> tuple[list[ProcessInfo], list[list[int]]]:
+    """Every PID's chain, and the PIDs grouped by the file they run (to hash each once)."""
     if not pids:
-        return []
-    bundles = [process_probes(pid, hash_exe=batch.options.hash_exe, maps=batch.options.maps)
-               for pid in pids]
+        return [], []
+    bundles = [process_probes(pid, hash_exe=False, maps=batch.options.maps,
+                              exe_id=batch.options.hash_exe) for pid in pids]
     sections = await batch.run([_process_command(batch, p) for b in bundles for p in b.probes])
     processes = []
     for bundle in bundles:
@@ -354,7 +391,31 @@ async def _processes(batch: _Batch, pids: list[int],
         except ParseError as exc:
             batch.errors.append(f"process {bundle.pid}: {exc}")
             processes.append(ProcessInfo(pid=bundle.pid, errors=[str(exc)]))
-    return processes
+    if not batch.options.hash_exe:
+        return processes, []
+    groups: dict[tuple[int, int] | int, list[int]] = {}
+    for pid in pids:
+        probe = exe_id_probe(pid)
+        section = sections.get(probe.name)
+        try:
+            file_id = probe.read(section) if section is not None else None
+        except ParseError as exc:
+            batch.errors.append(f"{probe.name}: {exc}")
+            file_id = None
+        # Unknown file: hashed on its own (the read will likely be refused too).
+        groups.setdefault(file_id if file_id is not None else pid, []).append(pid)
+    return processes, list(groups.values())
+
+
+def _with_hashes(batch: _Batch, processes: list[ProcessInfo], probes: list[Probe[Any]],
+                 groups: list[list[int]], sections: dict[str, Section]) -> list[ProcessInfo]:
+    digests: dict[int, str] = {}
+    for probe, group in zip(probes, groups, strict=True):
+        digest = batch.read(probe, sections)
+        if digest is not None:
+            digests.update(dict.fromkeys(group, digest))
+    return [p.model_copy(update={"sha256": digests[p.pid]}) if p.pid in digests else p
+            for p in processes]
 
 
 def _verifiable(exe: str) -> bool:
@@ -362,29 +423,32 @@ def _verifiable(exe: str) -> bool:
     return exe.startswith("/") and "\n" not in exe
 
 
-async def _packages(batch: _Batch, processes: list[ProcessInfo],
-                    tools: list[str]) -> list[ProcessInfo]:
-    """Owner of each executable, then its integrity; both by the host's package manager."""
+async def _packages(batch: _Batch, processes: list[ProcessInfo], tools: list[str],
+                    same_file: list[list[int]]) -> list[ProcessInfo]:
+    """Each executable's sha256 and owner, then its integrity by the package manager."""
+    hashes = [exe_hash_probe(group) for group in same_file]
+    commands = [batch.command(probe, limit=True) for probe in hashes]
     exes = sorted({p.exe for p in processes if p.exe and _verifiable(p.exe)})
-    if not exes:
-        return processes
-    if "dpkg" in tools:
-        manager = "dpkg"
-    elif "rpm" in tools:
-        manager = "rpm"
-    else:
+    manager = "dpkg" if "dpkg" in tools else "rpm" if "rpm" in tools else None
+    if exes and manager is None:
         batch.notes.append("no package manager found (dpkg, rpm): ownership and integrity "
                            "not checked")
+    owner_probe = rpm_verify = None
+    if exes and manager is not None:
+        queried = sorted({alias for exe in exes for alias in usrmerge_aliases(exe)})
+        owner_probe = (dpkg_owner_probe(queried) if manager == "dpkg"
+                       else rpm_owner_probe(queried))
+        commands.append(batch.command(owner_probe, limit=True, output=LISTING_OUTPUT))
+        if manager == "rpm":
+            # rpm verifies by path: no need to wait for the owner's name.
+            rpm_verify = integrity_probe("rpm", {exe: exe for exe in exes})
+            commands.append(batch.command(rpm_verify, limit=True, output=LISTING_OUTPUT))
+    if not commands:
         return processes
-    queried = sorted({alias for exe in exes for alias in usrmerge_aliases(exe)})
-    owner_probe = dpkg_owner_probe(queried) if manager == "dpkg" else rpm_owner_probe(queried)
-    commands = [batch.command(owner_probe, limit=True, output=LISTING_OUTPUT)]
-    rpm_verify = None
-    if manager == "rpm":
-        # rpm verifies by path: no need to wait for the owner's name.
-        rpm_verify = integrity_probe("rpm", {exe: exe for exe in exes})
-        commands.append(batch.command(rpm_verify, limit=True, output=LISTING_OUTPUT))
     sections = await batch.run(commands)
+    processes = _with_hashes(batch, processes, hashes, same_file, sections)
+    if owner_probe is None or manager is None:
+        return processes
     lookups: list[PackageLookup] = batch.read(owner_probe, sections) or []
     if not lookups:
         return processes

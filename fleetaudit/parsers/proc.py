@@ -66,5 +66,18 @@ def parse_stat_owner(text: str) -> tuple[int | None, str | None]:
     return int(uid_text), user
 
 
+def parse_exe_id(text: str) -> tuple[int, int] | None:
+    """`stat -L -c '%d %i' /proc/PID/exe` -> (device, inode) of the running file; None when
+    refused or gone (stat's message went to stderr)."""
+    line = text.strip()
+    if not line:
+        return None
+    device, _, inode = line.partition(" ")
+    if not (device.isascii() and device.isdigit() and inode.isascii() and inode.isdigit()) \
+            or len(device) > 20 or len(inode) > 20:
+        raise ParseError(f"stat output is not 'DEVICE INODE': {_shown(line)}")
+    return int(device), int(inode)
+
+
 def _shown(text: str, limit: int = 120) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")

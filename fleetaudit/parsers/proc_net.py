@@ -58,7 +58,15 @@ def parse_proc_net(text: str) -> list[Socket]:
     return sockets
 
 
-def _split(text: str) -> dict[str, list[tuple[int, str]]]:
+def parse_fd_map(text: str) -> dict[int, list[SocketOwner]]:
+    """`fd_map_probe` output (its `== fd` and `== name` sections) -> socket inode -> owners."""
+    sections = _split(text, require_tables=False)
+    if "fd" not in sections and "name" not in sections:
+        raise ParseError("fd map output: no '== fd' section (not this probe's output)")
+    return _owners(sections.get("fd", []), _names(sections.get("name", [])))
+
+
+def _split(text: str, *, require_tables: bool = True) -> dict[str, list[tuple[int, str]]]:
     sections: dict[str, list[tuple[int, str]]] = {}
     current: list[tuple[int, str]] | None = None
     for lineno, line in enumerate(text.split("\n"), start=1):
@@ -71,9 +79,9 @@ def _split(text: str) -> dict[str, list[tuple[int, str]]]:
         if not line.strip():
             continue
         if current is None:
-            _fail(lineno, line, "output before the first '== tcp' marker")
+            _fail(lineno, line, "output before the first section marker")
         current.append((lineno, line))
-    if "tcp" not in sections:
+    if require_tables and "tcp" not in sections:
         raise ParseError("/proc/net output: no '== tcp' section (not this probe's output)")
     return sections
 

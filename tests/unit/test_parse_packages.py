@@ -15,6 +15,7 @@ from fleetaudit.errors import ParseError
 from fleetaudit.models import PackageLookup, PackageOwner
 from fleetaudit.parsers.packages import (
     dpkg_pattern,
+    parse_dpkg_lists,
     parse_dpkg_search,
     parse_rpm_qf,
     resolve_usrmerge,
@@ -191,6 +192,55 @@ def test_dpkg_garbage_raises_parse_error(text: str) -> None:
 def test_dpkg_unanswered_path_is_unknown() -> None:
     [lookup] = parse_dpkg_search(fixture("dpkg/owned.txt"), ["/usr/bin/ls"])
     assert (lookup.manager, lookup.owner) == (None, None)
+
+
+# --- dpkg file lists (what collection asks) -------------------------------------
+
+
+LIST_PATHS = fixture("dpkg/lists_paths.txt").splitlines()
+
+
+def test_file_lists_answer_as_dpkg_s_does_for_every_path() -> None:
+    # The same paths, at the same moment, both ways: both usrmerge spellings, this host's
+    # diversions from both ends, unowned paths, a path with a space.
+    by_lists = parse_dpkg_lists(fixture("dpkg/lists_probe.txt"), LIST_PATHS)
+    assert by_lists == parse_dpkg_search(fixture("dpkg/lists_dpkg_S.txt"), LIST_PATHS)
+    answers = dict((path, name) for path, _, name in owners(by_lists))
+    assert answers["/usr/sbin/sshd"] == "openssh-server"
+    assert answers["/bin/busybox"] == "busybox" and answers["/usr/bin/busybox"] is None
+    assert answers["/bin/sh"] == "dash"  # diverted from; dash ships its own copy
+    assert answers["/bin/sh.distrib"] is None  # diverted to; no other package has /bin/sh
+    assert answers["/usr/bin/pg_config"] == "postgresql-common"  # libpq-dev's went ...
+    assert answers["/usr/bin/pg_config.libpq-dev"] == "libpq-dev"  # ... here
+    assert answers["/tmp/my server"] is None
+    assert all(manager == "dpkg" for _, manager, _ in owners(by_lists))
+
+
+def test_file_list_nobody_may_read_makes_no_owner_unknown() -> None:
+    found = parse_dpkg_lists(fixture("dpkg/lists_unreadable_nobody.txt"),
+                             ["/usr/sbin/sshd", "/bin/busybox"])
+    assert "grep: openssh-server.list: Permission denied" in fixture(
+        "dpkg/lists_unreadable_nobody.txt")
+    assert owners(found) == [("/usr/sbin/sshd", None, None),
+                             ("/bin/busybox", "dpkg", "busybox")]
+
+
+def test_no_dpkg_database_is_unknown_not_unowned() -> None:
+    assert owners(parse_dpkg_lists(fixture("dpkg/lists_no_database.txt"),
+                                   ["/usr/sbin/sshd"])) == [("/usr/sbin/sshd", None, None)]
+
+
+def test_file_list_output_cut_before_the_diversions_is_an_error() -> None:
+    text = fixture("dpkg/lists_probe.txt")
+    with pytest.raises(ParseError, match="diversions"):
+        parse_dpkg_lists(text[:text.index("@@fa-diversions")], LIST_PATHS)
+
+
+@pytest.mark.parametrize("text", ["openssh-server: /usr/sbin/sshd",
+                                  "/usr/sbin/sshd", "Openssh.list:/usr/sbin/sshd"])
+def test_file_list_garbage_raises_parse_error(text: str) -> None:
+    with pytest.raises(ParseError):
+        parse_dpkg_lists(text + "\n@@fa-diversions\n", ["/usr/sbin/sshd"])
 
 
 # --- rpm -qf -----------------------------------------------------------------

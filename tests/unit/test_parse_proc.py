@@ -10,7 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleetaudit.errors import ParseError
-from fleetaudit.parsers.proc import parse_cmdline, parse_exe_link, parse_stat_owner
+from fleetaudit.parsers.proc import (
+    parse_cmdline,
+    parse_exe_id,
+    parse_exe_link,
+    parse_stat_owner,
+)
+from fleetaudit.parsers.process import parse_sha256
 
 PROC = Path(__file__).resolve().parents[1] / "fixtures" / "proc"
 CAPTURE_DIR = "/tmp/fleetaudit-capture"  # fixed by capture_internal.sh
@@ -119,3 +125,36 @@ def test_proc_parsers_return_or_raise_parse_error(text: str) -> None:
     for parse in (parse_exe_link, parse_stat_owner):
         with contextlib.suppress(ParseError):
             parse(text)
+
+
+# --- which file runs, and its hash once per file (capture_collect_rounds.sh) ---------
+
+
+def _read(name: str) -> str:
+    return (PROC / name).read_text()
+
+
+def test_two_processes_of_one_file_share_its_identity_a_deleted_copy_does_not() -> None:
+    a, b = parse_exe_id(_read("exeid_python_a.txt")), parse_exe_id(_read("exeid_python_b.txt"))
+    assert a is not None and a == b
+    deleted = parse_exe_id(_read("exeid_deleted.txt"))
+    assert deleted is not None and deleted != a
+
+
+def test_file_identity_of_a_gone_or_refused_process_is_unknown() -> None:
+    assert parse_exe_id(_read("exeid_gone.txt")) is None
+    assert parse_exe_id(_read("exeid_denied.txt")) is None
+
+
+@pytest.mark.parametrize("text", ["65024", "a b", "65024 260811\n1 2", "-1 2"])
+def test_file_identity_garbage(text: str) -> None:
+    with pytest.raises(ParseError):
+        parse_exe_id(text)
+
+
+def test_shared_hash_is_taken_from_the_first_pid_still_running() -> None:
+    pids = dict(line.split("\t") for line in _read("exeid_pids.tsv").splitlines())
+    text = _read("exehash_gone_first.txt")
+    assert f"/proc/{pids['gone']}/" not in text
+    assert parse_sha256(text) == _read("exehash_python.sha256").strip()
+    assert parse_sha256(_read("exehash_denied.txt")) is None

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from fleetaudit.errors import ParseError
 from fleetaudit.models import ListenerSource, Proto
 from fleetaudit.parsers.netstat import parse_netstat
-from fleetaudit.parsers.proc_net import decode_address, parse_proc_net
+from fleetaudit.parsers.proc_net import decode_address, parse_fd_map, parse_proc_net
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -117,3 +117,29 @@ REAL_LINES = fixture("probe_root.txt").split("\n")
 def test_any_text_gives_sockets_or_parse_error(lines):
     with contextlib.suppress(ParseError):
         parse_proc_net("\n".join(lines))
+
+
+def test_fd_map_alone_gives_the_owners_the_full_probe_gives():
+    # fd_map_probe's command is byte for byte the tail of proc_net_probe's (from `== fd`),
+    # so that tail of the real capture is the fd map's real output.
+    text = fixture("probe_root.txt")
+    owners = parse_fd_map(text[text.index("== fd\n"):])
+    for sock in ROOT:
+        if sock.owners:
+            assert sock.inode is not None
+            assert sorted(owners[sock.inode], key=lambda o: (o.pid, o.fd or 0)) == sock.owners
+
+
+def test_fd_map_command_is_the_tail_of_the_proc_net_command():
+    from fleetaudit.probes import fd_map_probe, proc_net_probe
+    assert proc_net_probe().command.endswith(fd_map_probe().command)
+    assert "== fd" not in proc_net_probe(fd_map=False).command
+
+
+def test_fd_map_without_its_sections_is_not_an_fd_map():
+    with pytest.raises(ParseError):
+        parse_fd_map("hello")
+    # The tables alone (what proc_net_probe(fd_map=False) prints) hold no fd map.
+    text = fixture("probe_root.txt")
+    with pytest.raises(ParseError, match="no '== fd' section"):
+        parse_fd_map(text[:text.index("== fd\n")])

@@ -108,6 +108,7 @@ owners=$(dpkg -S $paths 2>&1)
 printf '%s\\n' "$owners"
 pkgs=$(printf '%s\\n' "$owners" | grep -v '^dpkg-query: ' | cut -d: -f1 | tr ', ' '\\n\\n' \
        | grep . | sort -u)
+echo "== versions"; dpkg-query -W -f '${{Package}}\\t${{Version}}\\n' -- $pkgs 2>&1
 for pkg in $pkgs; do echo "== verify $pkg"; dpkg --verify "$pkg" 2>&1; done
 true
 """

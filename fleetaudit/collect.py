@@ -56,6 +56,7 @@ from fleetaudit.probes import (
     Probe,
     bind_probe,
     dpkg_owner_probe,
+    dpkg_version_probe,
     exe_hash_probe,
     exe_id_probe,
     fd_map_probe,
@@ -468,7 +469,10 @@ async def _packages(batch: _Batch, processes: list[ProcessInfo], tools: list[str
         for result in batch.read(rpm_verify, sections) or []:
             integrity[result.path] = result
     else:
-        integrity = await _dpkg_integrity(batch, processes, owners)
+        integrity, versions = await _dpkg_integrity(batch, processes, owners)
+        owners = {exe: None if found is None else (found[0], found[1].model_copy(
+                      update={"version": versions.get(found[1].name, found[1].version)}))
+                  for exe, found in owners.items()}
     packages = {exe: found[1] if found is not None else None for exe, found in owners.items()}
     return [
         p.model_copy(update={"package": packages[p.exe], "package_manager": manager,
@@ -480,29 +484,41 @@ async def _packages(batch: _Batch, processes: list[ProcessInfo], tools: list[str
 
 async def _dpkg_integrity(batch: _Batch, processes: list[ProcessInfo],
                           owners: dict[str, tuple[str, PackageOwner] | None]
-                          ) -> dict[str, IntegrityResult]:
-    """dpkg --verify of each owning package, read back per executable (as /proc named it)."""
+                          ) -> tuple[dict[str, IntegrityResult], dict[str, str]]:
+    """dpkg --verify of each owning package, read back per executable (as /proc named it),
+    and each owner's installed version, in one round."""
     deleted = {p.exe for p in processes if p.exe_deleted}
     # The file on disk is no longer the one running: verifying it would vouch for nothing.
     targets = {alias: owner.name for exe, found in owners.items()
                if found is not None and exe not in deleted
                for alias, owner in [found]}
-    if not targets:
-        return {}
+    # "a, b": several packages list the file; no one version is its.
+    names = sorted({found[1].name for found in owners.values()
+                    if found is not None and ", " not in found[1].name})
+    commands, probe, versions_probe = [], None, None
     try:
-        probe = integrity_probe("dpkg", targets)
+        if targets:
+            probe = integrity_probe("dpkg", targets)
+            commands.append(batch.command(probe, limit=True, output=LISTING_OUTPUT))
+        if names:
+            versions_probe = dpkg_version_probe(names)
+            commands.append(batch.command(versions_probe, limit=True, output=LISTING_OUTPUT))
     except ValueError as exc:
         batch.errors.append(f"integrity not checked: {exc}")
-        return {}
-    sections = await batch.run([batch.command(probe, limit=True, output=LISTING_OUTPUT)])
-    by_alias = {result.path: result for result in batch.read(probe, sections) or []}
+        return {}, {}
+    if not commands:
+        return {}, {}
+    sections = await batch.run(commands)
+    versions = (batch.read(versions_probe, sections) or {}) if versions_probe else {}
+    by_alias = {result.path: result
+                for result in (batch.read(probe, sections) or [] if probe else [])}
     results = {}
     for exe, found in owners.items():
         if found is not None and found[0] in by_alias:
             result = by_alias[found[0]]
             results[exe] = result if result.path == exe else result.model_copy(
                 update={"path": exe})
-    return results
+    return results, versions
 
 
 # --- after the scan -------------------------------------------------------------------

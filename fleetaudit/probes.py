@@ -36,6 +36,7 @@ from fleetaudit.parsers.packages import (
     LISTS_DIVERSIONS,
     LISTS_NO_DATABASE,
     parse_dpkg_lists,
+    parse_dpkg_versions,
     parse_rpm_qf,
 )
 from fleetaudit.parsers.proc import (
@@ -320,6 +321,18 @@ def dpkg_owner_probe(paths: Sequence[str]) -> Probe[list[PackageLookup]]:
                  f"else echo '{LISTS_NO_DATABASE}'; fi"),
         parse=lambda text: parse_dpkg_lists(text, wanted),
     )
+
+
+def dpkg_version_probe(packages: Sequence[str]) -> Probe[dict[str, str]]:
+    """The installed version of each package (the file lists do not say it)."""
+    wanted = list(dict.fromkeys(packages))
+    for package in wanted:
+        if not isinstance(package, str) or not DPKG_PACKAGE.fullmatch(package):
+            raise ValueError(f"not a dpkg package name: {package!r}")
+    return Probe(name="dpkgversion",
+                 command="dpkg-query -W -f '${Package}\\t${Version}\\n' -- "
+                         f"{' '.join(wanted)} 2>&1",
+                 parse=parse_dpkg_versions)
 
 
 def rpm_owner_probe(paths: Sequence[str]) -> Probe[list[PackageLookup]]:

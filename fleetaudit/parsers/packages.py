@@ -208,6 +208,28 @@ def parse_dpkg_lists(text: str, paths: list[str]) -> list[PackageLookup]:
     return [answer(path) for path in paths]
 
 
+_VERSION_LINE = re.compile(r"(?P<pkg>[a-z0-9][a-z0-9+.-]*)\t(?P<version>[A-Za-z0-9.+~:-]+)")
+_NO_PACKAGE = "dpkg-query: no packages found matching "
+
+
+def parse_dpkg_versions(text: str) -> dict[str, str]:
+    """`dpkg-query -W -f '${Package}\\t${Version}\\n' PKG... 2>&1` -> package -> version.
+
+    A package dpkg does not know is left out (its `no packages found` line says so); a
+    Multi-Arch: same package installed for two architectures answers once per
+    architecture, with one version.
+    """
+    versions: dict[str, str] = {}
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip() or line.startswith(_NO_PACKAGE):
+            continue
+        match = _VERSION_LINE.fullmatch(line)
+        if match is None:
+            _fail("dpkg-query -W", lineno, line, "not a 'PACKAGE<TAB>VERSION' line")
+        versions.setdefault(match["pkg"], match["version"])
+    return versions
+
+
 def parse_rpm_qf(text: str, paths: list[str]) -> list[PackageLookup]:
     """`rpm -qf --queryformat '%{NAME} %{VERSION}-%{RELEASE}\\n' PATH...` -> one lookup per path.
 

@@ -150,6 +150,8 @@ def assert_chain(proc: ProcessInfo, exe: str, package: str | None) -> None:
     """The full chain: executable, package, and the process facts around it."""
     assert proc.exe == exe, proc
     assert (proc.package.name if proc.package else None) == package, proc
+    if proc.package is not None:  # the installed version, as dpkg-query has it
+        assert proc.package.version and proc.package.version[0].isdigit(), proc.package
     assert proc.package_manager == "dpkg"
     assert proc.cmdline and proc.uid == 0 and proc.user == "root"
     assert proc.ppid is not None and proc.started_at is not None

@@ -17,6 +17,7 @@ from fleetaudit.parsers.packages import (
     dpkg_pattern,
     parse_dpkg_lists,
     parse_dpkg_search,
+    parse_dpkg_versions,
     parse_rpm_qf,
     resolve_usrmerge,
     usrmerge_aliases,
@@ -241,6 +242,21 @@ def test_file_list_output_cut_before_the_diversions_is_an_error() -> None:
 def test_file_list_garbage_raises_parse_error(text: str) -> None:
     with pytest.raises(ParseError):
         parse_dpkg_lists(text + "\n@@fa-diversions\n", ["/usr/sbin/sshd"])
+
+
+def test_dpkg_versions_leave_out_what_is_not_installed() -> None:
+    text = fixture("dpkg/versions.txt")
+    assert "no packages found matching fleetaudit-not-installed" in text
+    assert parse_dpkg_versions(text) == {
+        "openssh-server": "1:9.2p1-2+deb12u10", "python3.11-minimal": "3.11.2-6+deb12u6",
+        "libc6": "2.36-9+deb12u14", "busybox": "1:1.35.0-4+deb12u1+b1"}
+
+
+@pytest.mark.parametrize("text", ["openssh-server 1:9.2p1", "openssh-server\t", "\t1.0",
+                                  "dpkg-query: error: bad format"])
+def test_dpkg_versions_garbage_raises_parse_error(text: str) -> None:
+    with pytest.raises(ParseError):
+        parse_dpkg_versions(text)
 
 
 # --- rpm -qf -----------------------------------------------------------------

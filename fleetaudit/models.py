@@ -148,7 +148,8 @@ class IntegrityStatus(StrEnum):
 
 
 class IntegrityResult(Model):
-    """A package manager's verdict on one file (dpkg --verify, rpm -V); `detail` is its line."""
+    """A package manager's check of one file (its md5 against dpkg's md5sums, rpm -V);
+    `detail` says what differed or why it could not be checked."""
 
     path: str
     status: IntegrityStatus

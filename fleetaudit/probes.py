@@ -29,7 +29,7 @@ from fleetaudit.models import (
 )
 from fleetaudit.parsers.bindprobe import BIND_PERL, BIND_PYTHON, parse_bind_probe
 from fleetaudit.parsers.hostfacts import parse_host_facts
-from fleetaudit.parsers.integrity import DPKG_PACKAGE, parse_dpkg_verify, parse_rpm_verify
+from fleetaudit.parsers.integrity import DPKG_PACKAGE, parse_dpkg_md5, parse_rpm_verify
 from fleetaudit.parsers.nat import NatReading, parse_nat
 from fleetaudit.parsers.netstat import parse_netstat
 from fleetaudit.parsers.packages import (
@@ -349,7 +349,8 @@ def integrity_probe(manager: str, targets: Mapping[str, str]) -> Probe[list[Inte
     """Has the package manager's checksum of each executable changed?
 
     `targets` maps each executable path to what verifies it: its package name for
-    "dpkg" (`dpkg --verify PKG`, once per package), the path itself (or anything: it
+    "dpkg" (the file's md5 against the package's md5sums, as `dpkg --verify` and debsums
+    compare it, without hashing the package's other files), the path itself (or anything: it
     is ignored) for "rpm" (`rpm -Vf --nodeps --noscripts PATH`: a package's
     %verifyscript would run as the auditing user otherwise). The result has one IntegrityResult per
     executable, in `targets`' order: ok, modified (checksum differs), missing, or
@@ -363,11 +364,15 @@ def integrity_probe(manager: str, targets: Mapping[str, str]) -> Probe[list[Inte
             if not isinstance(package, str) or not DPKG_PACKAGE.fullmatch(package):
                 raise ValueError(f"not a dpkg package name: {package!r}")
         owner = dict(targets)
-        # One marker per package, so each answer is read against its own package.
-        command = "; ".join(f"echo '@@fa-verify {pkg}'; dpkg --verify {pkg} 2>&1; "
-                            f"echo \"@@fa-status $?\"" for pkg in packages)
+        # The file's md5 and the lines of its package's md5sums (PKG or PKG:ARCH) that may
+        # name it; one marker per executable, so each answer is read against its own.
+        command = "; ".join(
+            f"echo '@@fa-verify {i}'; md5sum -- {shlex.quote(exe)} 2>&1; "
+            f"grep -hF -- {shlex.quote('  ' + exe.lstrip('/'))} {_DPKG_INFO}/{pkg}.md5sums "
+            f"{_DPKG_INFO}/{pkg}:*.md5sums 2>/dev/null; echo \"@@fa-status $?\""
+            for i, (exe, pkg) in enumerate(owner.items()))
         return Probe(name="integrity", command=command,
-                     parse=lambda text: parse_dpkg_verify(text, owner))
+                     parse=lambda text: parse_dpkg_md5(text, owner))
     if manager == "rpm":
         command = "; ".join(f"echo '@@fa-verify {i}'; rpm -Vf --nodeps --noscripts -- "
                             f"{shlex.quote(exe)} 2>&1; "

@@ -133,8 +133,8 @@ class NatEvidence(Protocol):
 
 
 class IntegrityEvidence(Protocol):
-    """A package manager's check of one file (dpkg --verify, rpm -V); status "modified"
-    is what MODIFIED_BINARY needs."""
+    """A package manager's check of one file (md5 against dpkg's md5sums, rpm -V); status
+    "modified" is what MODIFIED_BINARY needs."""
 
     @property
     def path(self) -> str: ...

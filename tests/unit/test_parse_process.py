@@ -36,7 +36,8 @@ from fleetaudit.probes import process_probes
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PROCESS = FIXTURES / "process"
 PIDS = dict(row.split("\t") for row in (PROCESS / "pids.tsv").read_text().splitlines()[1:])
-SYSTEM = parse_host_facts((FIXTURES / "hostfacts" / "root.txt").read_text())
+# The host facts of the same capture (its network namespace, its boot).
+SYSTEM = parse_host_facts((PROCESS / "hostfacts_root.txt").read_text())
 PYTHON_SHA = (PROCESS / "python_exe.sha256").read_text().strip()
 SSHD_SHA = (PROCESS / "sshd_exe.sha256").read_text().strip()
 CID = (PROCESS / "container_id.txt").read_text().strip()

@@ -179,8 +179,8 @@ def judge(base: PreflightHost, present: Sequence[str], missing: Sequence[str],
         will.append(f"package owner and integrity of each executable ({manager})")
     else:
         wont.append("package ownership and integrity (no dpkg or rpm)")
-    if "sha256sum" not in have:
-        wont.append("executable hashes (no sha256sum)")
+    if "sha256sum" not in have and "openssl" not in have:
+        wont.append("executable hashes (no sha256sum, no openssl)")
     if "python3" in have or "perl" in have:
         will.append("bind probes for ports open outside and unseen inside")
     else:

@@ -57,6 +57,7 @@ def parse_dpkg_md5(text: str, targets: Mapping[str, str]) -> list[IntegrityResul
             continue
         actual = expected = None
         errors = []
+        registered = {alias.lstrip("/") for alias in usrmerge_aliases(exe)}
         for line in block.lines:
             error = _MD5_ERROR.fullmatch(line)
             if error is not None and error["path"] == exe:
@@ -69,7 +70,7 @@ def parse_dpkg_md5(text: str, targets: Mapping[str, str]) -> list[IntegrityResul
             digest = _MD5_LINE.fullmatch(line)
             if digest is not None and digest["path"] == exe:
                 actual = digest["digest"]
-            elif digest is not None and digest["path"] == exe.lstrip("/"):
+            elif digest is not None and digest["path"] in registered:
                 expected = digest["digest"]
             elif digest is None:
                 errors.append(line)

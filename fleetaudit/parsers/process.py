@@ -29,7 +29,8 @@ SECRET_NAME = re.compile(r"key|token|secret|passw|pwd|credential|auth|cookie|ses
                          re.IGNORECASE)
 _DELETED = " (deleted)"
 _SUSPICIOUS_DIRS = ("/tmp/", "/dev/shm/", "/var/tmp/")  # noqa: S108  (names to flag, not used)
-_SHA256 = re.compile(r"(?P<hash>[0-9a-f]{64})  (?P<path>/proc/\d+/exe)")
+# sha256sum's "HASH  FILE", or openssl dgst -r's "HASH *FILE".
+_SHA256 = re.compile(r"(?P<hash>[0-9a-f]{64}) [ *](?P<path>/proc/\d+/exe)")
 _NETNS = re.compile(r"net:\[\d{1,20}\]")
 _HEX64 = r"[0-9a-f]{64}"
 # (runtime, pattern) in the order tried; each names a container id in one cgroup component.
@@ -231,7 +232,8 @@ def looks_secret(value: str) -> bool:
 
 
 def parse_sha256(text: str) -> str | None:
-    """`sha256sum /proc/PID/exe` -> the hex digest; None when refused (message on stderr)."""
+    """`sha256sum /proc/PID/exe` or `openssl dgst -sha256 -r` of it -> the hex digest; None
+    when refused (the message went to stderr)."""
     line = text.strip()
     if not line:
         return None

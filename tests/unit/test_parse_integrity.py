@@ -23,9 +23,10 @@ from fleetaudit.probes import integrity_probe
 INTEGRITY = Path(__file__).resolve().parents[1] / "fixtures" / "integrity"
 OK, MODIFIED, MISSING, UNKNOWN = (IntegrityStatus.OK, IntegrityStatus.MODIFIED,
                                   IntegrityStatus.MISSING, IntegrityStatus.UNKNOWN)
-# As collection asks: by the spelling the package registered (busybox: /bin/busybox).
+# busybox by the spelling dpkg registered (/bin/busybox), as collection asks; ls by the
+# other one (dpkg has /bin/ls): its md5sums line is found under either.
 DPKG = {"/usr/sbin/sshd": "openssh-server", "/bin/busybox": "busybox",
-        "/usr/bin/python3.11": "python3.11-minimal"}
+        "/usr/bin/python3.11": "python3.11-minimal", "/usr/bin/ls": "coreutils"}
 SSHD = {"/usr/sbin/sshd": "openssh-server"}
 RPM = ["/opt/fleetaudit-demo/bin/fa-demo", "/opt/fleetaudit-demo/bin/fa-other",
        "/opt/fa-not-owned"]
@@ -52,7 +53,7 @@ def test_dpkg_clean():
 def test_dpkg_modified_binaries_say_both_digests():
     results = parse_dpkg_md5(fixture("md5_modified.txt"), DPKG)
     assert statuses(results) == {"/usr/sbin/sshd": MODIFIED, "/bin/busybox": MODIFIED,
-                                 "/usr/bin/python3.11": OK}
+                                 "/usr/bin/python3.11": OK, "/usr/bin/ls": OK}
     assert results[0].detail == ("md5 ef7bc581b47f3ff6724f0bcf2f5619ee, openssh-server's "
                                  "md5sums say 83118f56a77ffa5a59958f15e8c01ee1")
 
@@ -102,7 +103,8 @@ def test_output_cut_short_is_unknown():
     text = fixture("md5_modified.txt")
     cut = text[: text.index("@@fa-verify 1")]  # sshd's block only
     assert statuses(parse_dpkg_md5(cut, DPKG)) == {
-        "/usr/sbin/sshd": MODIFIED, "/bin/busybox": UNKNOWN, "/usr/bin/python3.11": UNKNOWN}
+        "/usr/sbin/sshd": MODIFIED, "/bin/busybox": UNKNOWN, "/usr/bin/python3.11": UNKNOWN,
+        "/usr/bin/ls": UNKNOWN}
     no_status = "@@fa-verify 0\n"
     assert parse_dpkg_md5(no_status, SSHD)[0].status is UNKNOWN
 

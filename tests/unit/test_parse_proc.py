@@ -158,3 +158,10 @@ def test_shared_hash_is_taken_from_the_first_pid_still_running() -> None:
     assert f"/proc/{pids['gone']}/" not in text
     assert parse_sha256(text) == _read("exehash_python.sha256").strip()
     assert parse_sha256(_read("exehash_denied.txt")) is None
+
+
+def test_hash_reads_openssl_and_sha256sum_alike() -> None:
+    digest = _read("exehash_python.sha256").strip()
+    assert " */proc/" in _read("exehash_gone_first.txt")  # openssl dgst -r
+    assert "  /proc/" in _read("exehash_sha256sum.txt")  # no openssl on the PATH
+    assert parse_sha256(_read("exehash_sha256sum.txt")) == digest

@@ -110,14 +110,14 @@ def test_dpkg_integrity_quotes_a_hostile_path_and_reads_only_its_package_md5sums
     hostile = "/tmp/x'; touch /tmp/pwned; '$(id)"
     command = integrity_probe("dpkg", {hostile: "coreutils"}).command
     assert f"md5sum -- {shlex.quote(hostile)} 2>&1" in command
-    assert f"grep -hF -- {shlex.quote('  ' + hostile[1:])} " in command
+    assert f"grep -hF -e {shlex.quote('  ' + hostile[1:])} -- " in command
     assert "/var/lib/dpkg/info/coreutils.md5sums /var/lib/dpkg/info/coreutils:*.md5sums" \
         in command
     # Each argument comes back as one literal word.
     echoed = subprocess.run(["/bin/sh", "-c", command.replace("md5sum", "echo")
                              .replace("grep -hF", "echo")],
                             capture_output=True, text=True, check=True).stdout
-    assert f"-- {hostile}\n" in echoed and f"--   {hostile[1:]} " in echoed
+    assert f"-- {hostile}\n" in echoed and f"-e   {hostile[1:]} -- " in echoed
 
 
 @pytest.mark.parametrize("port", [0, 65536, -1, "22", True, 22.0, None])

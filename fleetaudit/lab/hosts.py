@@ -33,11 +33,12 @@ ANY = "0.0.0.0"
 PLANTED_GROUP = "planted"
 # The internal-view plants (issue 3). Ports differ from every basic plant's.
 DELETED_PORT, UDP_PORT, PREFORK_PORT, REDIRECT_PORT = 8090, 5355, 8080, 2222
-MODIFIED_PORT, HIDDEN_PORT = 8000, 4444
+MODIFIED_PORT, HIDDEN_PORT, ROOTKIT_PORT = 8000, 4444, 31337
 # Lab logins, real only inside their host's mount namespace: one with sudo, one without.
 USER_NO_SUDO, USER_SUDO = "fa-audit", "fa-sudo"
 FIRST_LAB_UID = 64200
 SS = Path("/usr/bin/ss")
+CAT = Path("/usr/bin/cat")
 NETSTAT = Path("/usr/bin/netstat")
 BUSYBOX = Path("/usr/bin/busybox")
 ETC = Path("/etc")
@@ -314,8 +315,19 @@ while True:
 # Seen by every SSH session on the host with the trojaned ss: the real ss, minus one port.
 TROJAN_SS = """\
 #!/bin/sh
-# fleetaudit lab plant: an ss that hides port {port}, as a rootkit's would.
-{real} "$@" | grep -v -e ':{port} '
+# fleetaudit lab plant: an ss that hides ports {ports}, as a rootkit's would.
+{real} "$@" | grep -v {patterns}
+"""
+# And a cat that hides one of them from the kernel's tables too (a userland rootkit
+# replaces every tool a user would look with): only bind() still tells.
+TROJAN_CAT = """\
+#!/bin/sh
+# fleetaudit lab plant: a cat that hides port {port} from /proc/net/tcp and tcp6.
+case "$1" in
+/proc/net/tcp|/proc/net/tcp6|/proc/self/net/tcp|/proc/self/net/tcp6)
+    {real} "$@" | grep -v -i -e ':{hexport} ' ;;
+*) exec {real} "$@" ;;
+esac
 """
 # Appended to the copy of a package binary: its checksum no longer matches dpkg's.
 MODIFIED_MARK = b"\n# fleetaudit lab: modified after installation\n"
@@ -355,8 +367,9 @@ def plan_internal(
     - users host: its own /etc/passwd, group, shadow and sudoers with two lab logins
       (one allowed `sudo -n /bin/sh`, one not); a UDP service from a hidden /tmp
       directory, a pre-fork listener, a port redirected by NAT;
-    - tampered host: a modified python3.11 bind-mounted over the real one, and an ss
-      that hides one port.
+    - tampered host: a modified python3.11 bind-mounted over the real one, an ss that
+      hides two ports and a cat that hides one of them from /proc/net's tables (a
+      listener only bind() finds: HIDDEN_LISTENER).
     Nothing of the machine's own files changes: the binds live in those hosts' sshd mount
     namespaces only.
     """
@@ -408,8 +421,9 @@ def plan_internal(
 
     # tampered host
     modified = tampered_dir / "python3.11.modified"
-    real_ss = tampered_dir / "ss.real"
-    trojan = tampered_dir / "ss.trojan"
+    real_ss, real_cat = tampered_dir / "ss.real", tampered_dir / "cat.real"
+    trojan, trojan_cat = tampered_dir / "ss.trojan", tampered_dir / "cat.trojan"
+    hidden = (HIDDEN_PORT, ROOTKIT_PORT)
 
     setups = [
         HostSetup(host=tools_host,
@@ -419,14 +433,19 @@ def plan_internal(
                   files=tuple(FileSpec(path=users_etc / name, mode=mode, text=text)
                               for name, (text, mode) in user_files.items())),
         HostSetup(host=tampered_host,
-                  binds=((modified, PYTHON), (trojan, SS)),
+                  binds=((modified, PYTHON), (trojan, SS), (trojan_cat, CAT)),
                   files=(FileSpec(path=modified, mode=0o755, copy_from=PYTHON,
                                   append=MODIFIED_MARK),
                          FileSpec(path=real_ss, mode=0o755, copy_from=SS),
-                         FileSpec(path=trojan, mode=0o755,
-                                  text=TROJAN_SS.format(port=HIDDEN_PORT,
-                                                        real=shlex.quote(str(real_ss))))),
-                  replaced=(str(PYTHON), str(SS))),
+                         FileSpec(path=trojan, mode=0o755, text=TROJAN_SS.format(
+                             ports=" ".join(map(str, hidden)),
+                             patterns=" ".join(f"-e ':{port} '" for port in hidden),
+                             real=shlex.quote(str(real_ss)))),
+                         FileSpec(path=real_cat, mode=0o755, copy_from=CAT),
+                         FileSpec(path=trojan_cat, mode=0o755, text=TROJAN_CAT.format(
+                             port=ROOTKIT_PORT, hexport=f"{ROOTKIT_PORT:04X}",
+                             real=shlex.quote(str(real_cat))))),
+                  replaced=(str(PYTHON), str(SS), str(CAT))),
     ]
     prefork = users_dir / "prefork.py"
     udp = users_dir / "udp_echo.py"
@@ -473,6 +492,13 @@ def plan_internal(
                                     "/proc/net still lists it",
                         exe=python, package=python_package, verdict=VerdictKind.TOOLS_DISAGREE),
             argv=http(python, HIDDEN_PORT)),
+        PlantSpec(
+            plant=Plant(host=tampered_host, proto=Proto.TCP, port=ROOTKIT_PORT, bind=ANY,
+                        description="web server that this host's trojaned ss and cat both "
+                                    "hide, /proc/net's tables included: only bind() finds it",
+                        # No process to show: that it stays unseen is the case.
+                        exe=None, package=None, verdict=VerdictKind.HIDDEN_LISTENER),
+            argv=http(python, ROOTKIT_PORT)),
     ]
     return InternalPlan(specs=specs, setups=setups, users=users, tmp_dir=tmp_dir)
 

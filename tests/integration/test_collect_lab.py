@@ -329,6 +329,28 @@ def test_final_round_bind_probe_and_nat_explain_a_redirected_port(fleet, root_vi
     assert (forward.kind, forward.to_port) == ("redirect", 22)
 
 
+def test_listener_every_tool_hides_is_found_by_bind_alone(fleet, root_views):
+    case = plant(fleet, VerdictKind.HIDDEN_LISTENER)
+    view, _ = root_views[case.host]
+    # ss and the /proc/net tables (read through the host's trojaned cat) both omit it, so
+    # they agree: no disagreement, no socket.
+    assert not sockets(view, Proto.TCP, case.port)
+    assert not [d for d in view.disagreements if d.port == case.port]
+    address = fleet.host(case.host).address
+    external = ExternalHost(address=address, status="up", ports=[
+        ExternalPort(proto=Proto.TCP, port=p, state="open") for p in (22, case.port)])
+    ports = ports_to_probe(view, external, address)
+    assert ports == [(Proto.TCP, case.port)]
+
+    async def work(transport: CountingTransport) -> InternalView:
+        return await collect_final(transport, view, ports)
+
+    final = asyncio.run(_with(fleet, login(fleet, case.host), work))
+    probes = {b.address: b.state for b in final.bind_results if b.port == case.port}
+    assert probes["0.0.0.0"] is BindState.IN_USE
+    assert not [f for f in final.nat_forwards if f.port == case.port]
+
+
 def test_orchestrator_runs_the_final_round_on_the_kept_connection(fleet, monkeypatch):
     from fleetaudit import orchestrator
 

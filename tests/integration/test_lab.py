@@ -178,6 +178,7 @@ def test_internal_plants_go_on_the_last_three_hosts(tmp_path):
         ("lab-03", "tcp", 2222): VerdictKind.FORWARDED,
         ("lab-04", "tcp", 8000): VerdictKind.MODIFIED_BINARY,
         ("lab-04", "tcp", 4444): VerdictKind.TOOLS_DISAGREE,
+        ("lab-04", "tcp", 31337): VerdictKind.HIDDEN_LISTENER,
     }
     basic = {s.plant.port for s in hosts.plan_plants(names, Path("/run/s"), packages)}
     assert not basic & {port for _, _, port in where}
@@ -195,7 +196,7 @@ def test_internal_plants_go_on_the_last_three_hosts(tmp_path):
     assert {dst for _, dst in users.binds} == {Path("/etc") / n for n in
                                                ("passwd", "group", "shadow", "sudoers")}
     [tampered] = [s for s in plan.setups if s.host == "lab-04"]
-    assert tampered.replaced == (str(hosts.PYTHON), str(hosts.SS))
+    assert tampered.replaced == (str(hosts.PYTHON), str(hosts.SS), str(hosts.CAT))
     [deleted] = [s for s in plan.specs if s.plant.verdict is VerdictKind.DELETED_BINARY]
     assert deleted.delete_after_start and deleted.argv is not None
     assert str(plan.tmp_dir).startswith("/tmp/.")

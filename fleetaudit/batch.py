@@ -55,17 +55,24 @@ class Section(Model):
     exit_status: int | None
 
 
-def build_script(commands: Sequence[BatchCommand], nonce: str) -> str:
-    """A sh script running each command in a subshell, stdin closed, framed by markers."""
+def build_script(commands: Sequence[BatchCommand], nonce: str, *,
+                 helpers: bool | None = None) -> str:
+    """A sh script running each command in a subshell, stdin closed, framed by markers.
+
+    `helpers`: None defines the limit helpers this script's commands use; True defines
+    both (the first script of a shell that will read more); False defines none, an
+    earlier script in the same shell did (probing for `timeout` and `head -c` costs four
+    processes a script).
+    """
     if not _NONCE.match(nonce):
         raise ValueError("nonce must be 8-64 alphanumeric characters")
     # Parsers know the C locale's messages ("no path found"), not their translations. An
     # unprivileged login's PATH often lacks the sbin directories (where RHEL keeps ss).
     lines = ["LC_ALL=C; export LC_ALL",
              'PATH="${PATH:-/usr/bin:/bin}:/usr/sbin:/sbin"; export PATH']
-    if any(c.timeout is not None for c in commands):
+    if helpers or (helpers is None and any(c.timeout is not None for c in commands)):
         lines.append(_HELPERS_TIMEOUT)
-    if any(c.max_output is not None for c in commands):
+    if helpers or (helpers is None and any(c.max_output is not None for c in commands)):
         lines.append(_HELPERS_CAP)
     for item in commands:
         if not _NAME.match(item.name):

@@ -126,6 +126,7 @@ class _Batch:
         self.options = options
         self.become = options.become
         self.session: ShellSession | None = None
+        self._helpers_in: ShellSession | None = None
         self.errors: list[str] = []
         self.notes: list[str] = []
 
@@ -151,8 +152,10 @@ class _Batch:
 
     async def run(self, commands: Sequence[BatchCommand]) -> dict[str, Section]:
         nonce = secrets.token_hex(12)
-        script = build_script(commands, nonce)
         session = await self._open()
+        # The session's first script defines the batch helpers; later ones reuse them.
+        script = build_script(commands, nonce, helpers=session is not self._helpers_in)
+        self._helpers_in = session
         result = await session.run(script, timeout=self.options.timeout)
         if result.truncated:
             self.errors.append("output cut at the size limit; later sections are missing")

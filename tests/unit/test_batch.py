@@ -145,3 +145,18 @@ def test_helpers_only_when_needed_and_limits_checked():
     for bad in ({"timeout": 0}, {"max_output": 0}):
         with pytest.raises(ValueError):
             build_script([BatchCommand(name="x", command="true", **bad)], NONCE)
+
+
+def test_helpers_defined_once_serve_every_later_script_of_the_shell():
+    first = build_script([BatchCommand(name="a", command="echo one")], NONCE, helpers=True)
+    assert "fa_timeout()" in first and "fa_cap()" in first  # though "a" needs neither
+    later = build_script([
+        BatchCommand(name="slow", command="echo started; sleep 30", timeout=1),
+        BatchCommand(name="long", command="yes | head -c 100000", max_output=10),
+    ], NONCE, helpers=False)
+    assert "fa_timeout()" not in later and "fa_cap()" not in later
+    # One shell reading both, as a host's session does across rounds.
+    sections = split_output(run_sh(first + later), NONCE)
+    assert sections["a"].text == "one\n"
+    assert sections["slow"].exit_status == TIMED_OUT
+    assert sections["long"].exit_status is None and len(sections["long"].text) <= 10

@@ -44,7 +44,9 @@ from fleetaudit.models import (
     PortReport,
     ProcessInfo,
     RuleOutcome,
+    ScanRun,
     Severity,
+    Stage,
     ToolsDisagreement,
     Verdict,
     VerdictKind,
@@ -67,6 +69,10 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 NO_SEVERITY = len(SEVERITIES)
 # The fleet findings table lists this many; findings.csv has them all.
 MAX_LISTED_FINDINGS = 500
+# The scan panel names this many hosts whose scan failed or was cut short; each host's
+# own section says it too.
+MAX_LISTED_SCAN_PROBLEMS = 50
+EVIDENCE_DIR = "nmap"  # fleetaudit.scan.evidence writes DIR/nmap/<name>.xml
 _STATUS_ORDER = {s: i for i, s in enumerate(HostStatus)}
 INTEGRITY_CSS = {
     IntegrityStatus.OK: "b-ok",
@@ -158,6 +164,27 @@ class HostView:
 
 
 @dataclass(frozen=True)
+class ScanProblem:
+    """A host whose external view is missing or partial, and what the scan said about it."""
+
+    host: HostResult
+    anchor: str
+    messages: list[str]
+
+
+@dataclass(frozen=True)
+class ScanView:
+    """The external scan as a reader checks it: how it ran, every nmap command line, the
+    raw XML kept, what went wrong, and which hosts it cost."""
+
+    run: ScanRun
+    commands: list[str]  # every nmap command line, in start order
+    evidence: list[str]  # paths of the raw XML files, relative to the report
+    problems: list[ScanProblem]
+    problems_unlisted: int
+
+
+@dataclass(frozen=True)
 class ComplianceView:
     label: str
     fleet: bool
@@ -201,6 +228,7 @@ def render_html(results: AuditResults) -> str:
         r=results,
         hosts=hosts,
         summary=_summary(results, hosts, groups),
+        scan=_scan_view(results.scan, hosts) if results.scan else None,
         severities=SEVERITIES,
         duration=_duration(results.started_at, results.finished_at),
         css=Markup(css),  # noqa: S704 - a package file, not data
@@ -546,6 +574,28 @@ def _summary(results: AuditResults, hosts: list[HostView], groups: list[str]) ->
         statuses=[s for s in HostStatus if statuses[s]],
         findings=findings[:MAX_LISTED_FINDINGS],
         findings_unlisted=max(0, len(findings) - MAX_LISTED_FINDINGS),
+    )
+
+
+def scan_messages(host: HostResult) -> list[str]:
+    """What the scan said went wrong for this host: scan-stage errors, then its view's own."""
+    messages = [e.message for e in host.errors if e.stage is Stage.SCAN]
+    if host.external is not None:
+        messages += [m for m in host.external.errors if m not in messages]
+        if host.external.timed_out and not host.external.errors:
+            messages.append("nmap host timeout: no port results for this host")
+    return messages
+
+
+def _scan_view(run: ScanRun, hosts: list[HostView]) -> ScanView:
+    problems = [ScanProblem(hv.host, hv.anchor, messages) for hv in hosts
+                if (messages := scan_messages(hv.host))]
+    return ScanView(
+        run=run,
+        commands=run.commands or ([run.command] if run.command else []),
+        evidence=[f"{EVIDENCE_DIR}/{name}" for name in run.evidence],
+        problems=problems[:MAX_LISTED_SCAN_PROBLEMS],
+        problems_unlisted=max(0, len(problems) - MAX_LISTED_SCAN_PROBLEMS),
     )
 
 

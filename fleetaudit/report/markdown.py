@@ -25,6 +25,7 @@ from fleetaudit.report.facts import (
 from fleetaudit.report.text import visible
 
 MAX_CELL = 160
+MAX_COMMAND = 2000  # an nmap command line names every host of its batch
 MAX_HOSTS = 50
 MAX_TOP = 20
 _BACKTICKS = re.compile(r"`+")
@@ -47,8 +48,7 @@ def render_markdown(results: AuditResults) -> str:
         out.append(f"- Policy: {code(results.policy, table=False)}")
     elif not policy:
         out.append("- Policy: none applied, so there are no findings; verdicts are shown instead")
-    if results.scan is not None and not results.scan.complete:
-        out.append("- External scan: **incomplete**")
+    out += _scan_lines(results)
     out += [
         "",
         "| hosts | audited | not audited | ports | active findings | waived findings "
@@ -140,17 +140,51 @@ def render_markdown(results: AuditResults) -> str:
     return _GAPS.sub("\n\n", "\n".join(out)).rstrip("\n") + "\n"
 
 
-def code(text: str, *, table: bool = True) -> str:
-    """`text` as an inert code span; `table` escapes pipes, which GFM tables split on."""
+def code(text: str, *, table: bool = True, limit: int = MAX_CELL) -> str:
+    """`text` as an inert code span, cut at `limit` characters; `table` escapes pipes,
+    which GFM tables split on."""
     text = visible(text)
-    if len(text) > MAX_CELL:
-        text = text[: MAX_CELL - 1] + "…"
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
     if not text:
         return "—"
     fence = "`" * (max((len(m) for m in _BACKTICKS.findall(text)), default=0) + 1)
     pad = " " if text[0] in "` " or text[-1] in "` " else ""
     span = f"{fence}{pad}{text}{pad}{fence}"
     return span.replace("|", "\\|") if table else span
+
+
+def _scan_lines(results: AuditResults) -> list[str]:
+    """How the external view was taken: profile, scan type, every nmap command, status."""
+    scan = results.scan
+    if scan is None:
+        return ["- External scan: none"]
+    if scan.source == "import":
+        files = ", ".join(code(f, table=False) for f in scan.imported) or "—"
+        how = f"nmap XML made elsewhere ({files})"
+    else:
+        root = "" if scan.privileged is None else " as root" if scan.privileged else " (not root)"
+        how = (f"profile {code(scan.profile or '—', table=False)}, "
+               f"{code(scan.scan_type or '—', table=False)} scan{root}")
+    status = "complete" if scan.complete else "**incomplete**"
+    out = [f"- External scan: {how}, nmap {code(scan.nmap_version or '—', table=False)}, "
+           f"{status}"]
+    commands = scan.commands or ([scan.command] if scan.command else [])
+    if commands:
+        out.append(f"- nmap command{'s' if len(commands) > 1 else ''} ({len(commands)}):")
+        out += [f"    {i}. {code(c, table=False, limit=MAX_COMMAND)}"
+                for i, c in enumerate(commands[:MAX_TOP], start=1)]
+        if len(commands) > MAX_TOP:
+            out.append(f"    …and {len(commands) - MAX_TOP} more: see results.json.")
+    if scan.evidence:
+        out.append("- Raw nmap XML: " + ", ".join(code(f"nmap/{e}", table=False)
+                                                 for e in scan.evidence))
+    if scan.errors:
+        out.append(f"- Scan errors ({len(scan.errors)}):")
+        out += [f"    - {code(e, table=False)}" for e in scan.errors[:MAX_TOP]]
+        if len(scan.errors) > MAX_TOP:
+            out.append(f"    - …and {len(scan.errors) - MAX_TOP} more: see results.json.")
+    return out
 
 
 def _failing_hosts(results: AuditResults, policy: bool) -> list[str]:

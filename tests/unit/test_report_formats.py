@@ -42,6 +42,7 @@ from tests.unit.test_report import (
     policy_results,
     sample_results,
 )
+from tests.unit.test_report_html import SCAN_CMDS, _scanned_results
 
 FORMULAS = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\r=1"]
 
@@ -504,3 +505,35 @@ def test_every_format_renders_hostile_results(fmt: Format) -> None:
     text.encode("utf-8")  # a lone surrogate would raise here
     if fmt is not Format.JSON:  # results.json is the faithful record; the rest are for people
         assert {"\x00", "\x1b", "\u202e", "\udcff"}.isdisjoint(text)
+
+
+def test_markdown_shows_how_the_scan_ran() -> None:
+    text = render_markdown(_scanned_results())
+    assert ("- External scan: profile `quick`, `syn` scan as root, nmap `7.93`, "
+            "**incomplete**\n") in text
+    assert "- nmap commands (3):\n" + "".join(
+        f"    {i}. `{c}`\n" for i, c in enumerate(SCAN_CMDS, start=1)) in text
+    assert "- Raw nmap XML: `nmap/tcp-discovery-01.xml`, `nmap/tcp-version-01-1.xml`\n" in text
+    assert "- Scan errors (1):\n    - `tcp-version-01-2: nmap produced no XML`\n" in text
+    html = _md_html(text)
+    assert html.count("<li><code>nmap -oX - ") == 3  # one list item per command
+
+
+def test_markdown_scan_record_cannot_break_out() -> None:
+    nasty = "nmap ` | <img src=x> [x](http://e) @admin\nnew line"
+    text = render_markdown(_scanned_results(commands=[nasty], profile=nasty, errors=[nasty]))
+    html = _md_html(text)
+    assert "<img" not in html and "<a " not in html
+    assert ("- nmap command (1):\n"
+            "    1. ``nmap ` | <img src=x> [x](http://e) @admin\\x0anew line``") in text
+
+
+def test_markdown_says_when_the_scan_was_imported_or_missing() -> None:
+    imported = render_markdown(_scanned_results(
+        source="import", imported=["site-a.xml"], commands=[], command="", complete=True,
+        errors=[], evidence=["import-01-site-a.xml"]))
+    assert "- External scan: nmap XML made elsewhere (`site-a.xml`), nmap `7.93`, complete\n" \
+        in imported
+    assert "nmap command" not in imported
+    none = render_markdown(_scanned_results().model_copy(update={"scan": None}))
+    assert "- External scan: none\n" in none

@@ -17,6 +17,7 @@ from fleetaudit.models import (
     ContainerRef,
     Coverage,
     Finding,
+    HostError,
     HostResult,
     HostStatus,
     IntegrityResult,
@@ -30,6 +31,7 @@ from fleetaudit.models import (
     ProcessInfo,
     Proto,
     Severity,
+    Stage,
     SystemFacts,
     ToolsDisagreement,
     Verdict,
@@ -526,3 +528,97 @@ def test_new_evidence_fields_render_inert_when_poisoned() -> None:
         assert field + shown in section, field
     # An env name with invisible characters is quoted as a whole and its escapes shown.
     assert "'HOME" + shown + "'" in section
+
+
+# --- the external scan panel -------------------------------------------------------------
+
+SCAN_CMDS = [
+    "nmap -oX - 10.0.0.11 10.0.0.12 10.0.0.13 -n -Pn -v -sS --top-ports 1000 --min-hostgroup 3",
+    "nmap -oX - 10.0.0.11 -p 22,80 -n -Pn -sS -sV --version-light --min-hostgroup 1",
+    "nmap -oX - 10.0.0.13 -p 23 -n -Pn -sS -sV --version-light --min-hostgroup 1",
+]
+CUT_SHORT = ("service detection on tcp 23 did not finish (tcp scan failed (tcp-version-01-2): "
+             "nmap produced no XML): open ports kept, services not identified")
+
+
+def _scanned_results(**scan: object) -> AuditResults:
+    """sample_results with a real fleet scan's record; legacy's -sV process was killed,
+    db-01 has no external view at all."""
+    results = sample_results()
+    run = results.scan.model_copy(update={  # type: ignore[union-attr]
+        "command": SCAN_CMDS[0], "commands": SCAN_CMDS, "profile": "quick",
+        "privileged": True, "scan_type": "syn", "complete": False,
+        "evidence": ["tcp-discovery-01.xml", "tcp-version-01-1.xml"],
+        "errors": ["tcp-version-01-2: nmap produced no XML"], **scan})
+    web, db, legacy = results.hosts
+    db = db.model_copy(update={
+        "status": HostStatus.SCAN_FAILED, "external": None,
+        "errors": [HostError(stage=Stage.SCAN, message="tcp scan failed (tcp-discovery-01): "
+                             "nmap produced no XML\nFailed to open device")]})
+    legacy = legacy.model_copy(update={
+        "external": legacy.external.model_copy(update={"errors": [CUT_SHORT]}),  # type: ignore[union-attr]
+        "errors": [*legacy.errors, HostError(stage=Stage.SCAN, message=CUT_SHORT)]})
+    return results.model_copy(update={"scan": run, "hosts": [web, db, legacy]})
+
+
+def _scan_panel(html: str) -> str:
+    start = html.index('<div class="panel" id="scan">')
+    return html[start : html.index("</dl>", start)]
+
+
+def test_scan_panel_shows_how_the_scan_ran_and_what_it_cost() -> None:
+    html = render_html(_scanned_results())
+    panel = _scan_panel(html)
+    text = " ".join(unescape(re.sub(r"<[^>]+>", " ", panel)).split())
+    for fact in ["profile quick", "scan type syn (as root: raw packets)", "nmap 7.93",
+                 "complete incomplete", "nmap/tcp-discovery-01.xml",
+                 "nmap/tcp-version-01-1.xml", "tcp-version-01-2: nmap produced no XML"]:
+        assert fact in text, fact
+    # Every command line, whole and in start order, one list item each.
+    commands = re.search(r'<ol class="mono scan-list scan-commands">(.*?)</ol>', panel)
+    assert commands is not None
+    assert [unescape(c) for c in re.findall(r"<li>(.*?)</li>", commands.group(1))] == SCAN_CMDS
+    # The hosts the scan failed, each linked to its section, with why.
+    hosts = re.search(r'<ul class="scan-hosts">(.*?)</ul>', panel)
+    assert hosts is not None
+    items = re.findall(r'<li><a href="#(host-[a-z0-9-]+)">(.*?)</a>(.*?)</li>', hosts.group(1))
+    legacy_id = next(i for i in _parse(html).ids if i.startswith("host-legacy"))
+    assert [anchor for anchor, _, _ in items] == ["host-db-01", legacy_id]
+    assert '<span class="badge b-bad">scan_failed</span>' in items[0][2]
+    assert "nmap produced no XML<br>Failed to open device" in items[0][2]
+    assert '<span class="badge b-bad">auth_failed</span>' in items[1][2]
+    assert CUT_SHORT in unescape(items[1][2])
+    assert "host-web-01" not in hosts.group(1)  # a host the scan served fully is not listed
+
+
+def test_a_host_whose_scan_was_cut_short_says_so_in_its_section() -> None:
+    html = render_html(_scanned_results())
+    parsed = _parse(html)
+    legacy_id = next(i for i in parsed.ids if i.startswith("host-legacy"))
+    section = parsed.section(legacy_id)
+    assert "scan incomplete" in section and CUT_SHORT in section
+    assert "scan incomplete" not in parsed.section("host-web-01")
+
+
+def test_an_imported_scan_names_its_files_and_ignored_hosts() -> None:
+    html = render_html(_scanned_results(
+        source="import", imported=["/srv/scans/site-a.xml"], ignored_hosts=["203.0.113.7"],
+        profile=None, privileged=None, scan_type=None, commands=[], command="",
+        evidence=["import-01-site-a.xml"], complete=True, errors=[]))
+    text = " ".join(unescape(re.sub(r"<[^>]+>", " ", _scan_panel(html))).split())
+    for fact in ["nmap XML made elsewhere (--nmap-xml)", "/srv/scans/site-a.xml",
+                 "1 host(s) not in the inventory: 203.0.113.7", "profile —",
+                 "nmap/import-01-site-a.xml", "complete yes"]:
+        assert fact in text, fact
+    assert "scan-commands" not in _scan_panel(html)
+
+
+def test_hostile_scan_record_is_inert() -> None:
+    evil = '<img src=x onerror="alert(1)"><script>alert(2)</script>\x1b[31m'
+    html = render_html(_scanned_results(commands=[evil], evidence=[evil], errors=[evil],
+                                        profile=evil, imported=[evil]))
+    parsed = _parse(html)
+    assert "img" not in parsed.tags and len(parsed.raw["script"]) == 1
+    assert not any(name == "onerror" for name, _ in parsed.attrs)
+    assert html.count("&lt;img src=x onerror=&#34;alert(1)&#34;&gt;") >= 3
+    assert '<span class="ctl">' in _scan_panel(html)  # the escape byte, shown

@@ -8,8 +8,9 @@ scanned: every address is checked to route through that bridge first), adds serv
 to it so -sV has real work (an HTTP server on 8080 on every host: the client speaks
 first, so nmap waits ~6 s of silence on each; an SMTP-like banner on 2525 on every
 third host; an HTTP server on a high port on every fifth host), then times, per
-profile, fleetaudit's two-phase scan and one plain nmap over the same targets and
-ports (for `quick` the plain run also gets --version-light: the same work). Prints a
+profile, fleetaudit's scan (two phases, or one pass for a handful of hosts) and one plain
+nmap over the same targets and ports (for `quick` the plain run also gets
+--version-light: the same work). Prints a
 table, and checks that both found the same open ports and service names. Numbers
 only: nothing here asserts a time.
 """
@@ -191,6 +192,9 @@ def main() -> None:
                     default=scan.command.DEFAULT_DISCOVERY_CONCURRENCY)
     ap.add_argument("--union-ports", type=int, default=scan.plan.MAX_UNION_PORTS,
                     help="0: one -sV process per distinct open-port set")
+    ap.add_argument("--single-pass-max-hosts", type=int,
+                    default=scan.command.SINGLE_PASS_MAX_HOSTS,
+                    help="up to this many hosts, one nmap -sV per protocol; 0: always two phases")
     ap.add_argument("--nmap-arg", action="append", default=[],
                     help="extra allowlisted nmap option for fleetaudit's runs")
     ap.add_argument("--skip-plain", action="store_true")
@@ -216,7 +220,8 @@ def main() -> None:
                                               extra_args=args.nmap_arg,
                                               batch_size=args.batch_size,
                                               concurrency=args.concurrency,
-                                              discovery_concurrency=args.discovery_concurrency)
+                                              discovery_concurrency=args.discovery_concurrency,
+                                              single_pass_max_hosts=args.single_pass_max_hosts)
                 settings = replace(settings, union_ports=args.union_ports)
                 fa_times, plain_times = [], []
                 fleet = plain = None
@@ -237,8 +242,8 @@ def main() -> None:
                     same = sum(1 for k, v in fa_open.items() if plain_open.get(k) == v)
                     agree = f"{same}/{len(plain_open)}"
                 procs = len(fleet.run.commands)
-                print(f"{profile}: fleetaudit {[round(t, 1) for t in fa_times]} s, "
-                      f"plain nmap {[round(t, 1) for t in plain_times]} s", flush=True)
+                print(f"{profile}: fleetaudit {[round(t, 2) for t in fa_times]} s, "
+                      f"plain nmap {[round(t, 2) for t in plain_times]} s", flush=True)
                 rows.append((profile, statistics.median(fa_times),
                              statistics.median(plain_times) if plain_times else None,
                              len(fa_open), agree, procs, missing))
@@ -247,14 +252,15 @@ def main() -> None:
               f"{datetime.now(UTC):%Y-%m-%d}, nmap {nmap_version()}, load {load}, "
               f"batch {args.batch_size}, concurrency {args.concurrency} "
               f"(discovery {args.discovery_concurrency}), "
-              f"union {args.union_ports}, extra {args.nmap_arg or '-'}, "
+              f"union {args.union_ports}, single pass up to {args.single_pass_max_hosts} hosts, "
+              f"extra {args.nmap_arg or '-'}, "
               f"median of {args.repeat}")
         print(f"{'profile':9} {'fleetaudit s':>12} {'plain nmap s':>12} {'speed-up':>8} "
               f"{'open':>5} {'same svc':>9} {'nmap runs':>9}")
         for profile, fa, plain_s, n_open, agree, procs, missing in rows:
             speed = f"{plain_s / fa:.2f}x" if plain_s else "-"
-            plain_txt = f"{plain_s:.1f}" if plain_s else "-"
-            print(f"{profile:9} {fa:12.1f} {plain_txt:>12} {speed:>8} {n_open:5d} "
+            plain_txt = f"{plain_s:.2f}" if plain_s else "-"
+            print(f"{profile:9} {fa:12.2f} {plain_txt:>12} {speed:>8} {n_open:5d} "
                   f"{agree:>9} {procs:9d}")
             if missing:
                 print(f"  MISSING open ports: {missing[:10]}")

@@ -48,7 +48,7 @@ from fleetaudit.scan.command import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
 from fleetaudit.scan.evidence import write_nmap_evidence
 from fleetaudit.transport import HostKeyPolicy, SSHOptions
 
-EXIT_CONFIG, EXIT_INCOMPLETE = 2, 3
+EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 2, 3, 130
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Audit what really listens on every open port of a fleet.")
@@ -87,7 +87,13 @@ def _write(results: AuditResults, out_dir: Path,
 def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
            policy: Policy | None = None, fail_on: Severity | None = None) -> int:
     err.print(f"Auditing {len(inventory.hosts)} host(s) from {inventory.source}")
-    outcome = asyncio.run(run_audit(inventory, options, on_host_done=_show_host))
+    try:
+        outcome = asyncio.run(run_audit(inventory, options, on_host_done=_show_host))
+    except KeyboardInterrupt:
+        # asyncio.run cancelled the audit first: its nmap processes are stopped.
+        err.print("[yellow]Interrupted: audit stopped, its nmap processes too; "
+                  "no report written.[/]")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     # Judged before anything is written, so every report format carries the findings.
     results = apply_policy(outcome.results, policy or baseline_policy(), date.today())
     paths = _write(results, out_dir, tuple(Format))

@@ -8,6 +8,7 @@ internal views already collected are kept.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 from collections.abc import Callable
@@ -316,8 +317,16 @@ async def run_audit(
 
     scan_task = asyncio.create_task(_scan(targets, settings, options, imported))
     parking = _Parking(options.parked_connections)
-    await asyncio.gather(*(_collect(s, options, limit, parking, scan_task) for s in ready))
-    scan_run, fleet, scan_error = await scan_task
+    try:
+        await asyncio.gather(*(_collect(s, options, limit, parking, scan_task) for s in ready))
+        scan_run, fleet, scan_error = await scan_task
+    finally:
+        if not scan_task.done():
+            # Cancelled (Ctrl-C): the scan is a task of its own, so it is stopped here,
+            # and waited for, which stops its nmap processes (see scan.scan_fleet).
+            scan_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scan_task
 
     results = []
     for state in states:

@@ -1,7 +1,7 @@
 """The external view: nmap from outside, as a fast, bounded, two-phase fleet scan.
 
     command   what nmap may do, every argv (pure)
-    plan      discovery results -> version batches; merging the phases (pure)
+    plan      single pass or two phases; discovery results -> version batches; merging (pure)
     nmap_run  finding and running nmap through python-nmap (blocking, the network edge)
     engine    the pipelined fleet scan and --dry-run lines (async)
     imported  --nmap-xml: reports made elsewhere, matched to the inventory
@@ -18,6 +18,7 @@ from fleetaudit.scan.command import (
     discovery_job,
     make_settings,
     parse_port_spec,
+    single_job,
     validate_targets,
     version_job,
 )
@@ -28,6 +29,7 @@ from fleetaudit.scan.engine import (
     dry_run_lines,
     is_privileged,
     scan_fleet,
+    scan_jobs,
 )
 from fleetaudit.scan.evidence import write_nmap_evidence
 from fleetaudit.scan.imported import import_nmap_xml
@@ -39,7 +41,7 @@ from fleetaudit.scan.nmap_run import (
     load_default_services,
     nmap_services_path,
 )
-from fleetaudit.scan.plan import VersionBatch, plan_version_batches
+from fleetaudit.scan.plan import VersionBatch, plan_version_batches, single_pass
 
 __all__ = [
     "ALLOWED_OPTIONS",
@@ -66,6 +68,9 @@ __all__ = [
     "parse_port_spec",
     "plan_version_batches",
     "scan_fleet",
+    "scan_jobs",
+    "single_job",
+    "single_pass",
     "validate_targets",
     "version_job",
     "write_nmap_evidence",

@@ -32,6 +32,7 @@ __all__ = [
     "discovery_job",
     "make_settings",
     "parse_port_spec",
+    "single_job",
     "validate_targets",
     "version_job",
 ]
@@ -47,6 +48,12 @@ DEFAULT_CONCURRENCY = 4
 # (mostly waiting on banners) still run beside it. See benchmarks/README.md.
 DEFAULT_DISCOVERY_CONCURRENCY = 1
 MIN_SPLIT_BATCH = 16  # below this, one process for the lot beats splitting
+# Up to this many targets, one `nmap -sV` per protocol does discovery and -sV itself
+# (see plan.single_pass): with so few hosts the open ports rarely exceed the 20 service
+# probes nmap runs at once, so a second process (startup, probe database, port re-check:
+# 0.2-0.7 s measured on 3 hosts) would be pure cost. From 5 hosts on, -sV parallelism
+# sized to what discovery found open is worth that second process.
+SINGLE_PASS_MAX_HOSTS = 4
 MAX_BATCH_SIZE = 4096
 # nmap runs at most 20 service probes at once (at -T3) whatever the group size: with
 # ~6 s of silence to wait on every port where the client speaks first (HTTP), that
@@ -253,6 +260,7 @@ class ScanSettings:
     version_host_timeout: str | None
     union_ports: int = 128  # see plan.plan_version_batches; 0 = one process per open-port set
     discovery_concurrency: int = DEFAULT_DISCOVERY_CONCURRENCY  # of `concurrency`
+    single_pass_max_hosts: int = SINGLE_PASS_MAX_HOSTS  # see plan.single_pass; 0 = never
 
     def discovery_batch_size(self, targets: int) -> int:
         """Hosts per discovery process: at most `batch_size`, and small enough that the
@@ -278,6 +286,7 @@ def make_settings(
     concurrency: int = DEFAULT_CONCURRENCY,
     version_host_timeout: str | None = DEFAULT_VERSION_HOST_TIMEOUT,
     discovery_concurrency: int = DEFAULT_DISCOVERY_CONCURRENCY,
+    single_pass_max_hosts: int = SINGLE_PASS_MAX_HOSTS,
 ) -> ScanSettings:
     """Check a profile, an optional explicit port list and extra options; ConfigError if wrong.
 
@@ -299,6 +308,9 @@ def make_settings(
     if not 1 <= discovery_concurrency <= concurrency:
         raise ConfigError(f"discovery concurrency must be 1 to {concurrency} (the scan "
                           f"concurrency), not {discovery_concurrency}")
+    if not 0 <= single_pass_max_hosts <= MAX_BATCH_SIZE:
+        raise ConfigError(f"single-pass limit must be 0 to {MAX_BATCH_SIZE} hosts, "
+                          f"not {single_pass_max_hosts}")
     if version_host_timeout is not None and not re.fullmatch(_TIME, version_host_timeout):
         raise ConfigError(f"bad host timeout {version_host_timeout!r}")
     selections: list[PortSelection]
@@ -334,6 +346,7 @@ def make_settings(
         concurrency=concurrency,
         version_host_timeout=version_host_timeout,
         discovery_concurrency=discovery_concurrency,
+        single_pass_max_hosts=single_pass_max_hosts,
     )
 
 
@@ -345,7 +358,7 @@ class NmapJob:
     """One nmap process: argv is exactly what python-nmap runs (``nmap -oX - TARGETS ...``)."""
 
     name: str
-    phase: str  # "discovery" | "version"
+    phase: str  # "discovery" | "version" | "single" (both at once, see single_job)
     proto: Proto
     targets: tuple[str, ...]
     ports: str | None  # -p, or None when args select ports (--top-ports)
@@ -378,16 +391,41 @@ def discovery_job(
     all of them at once instead of its default small first groups.
     """
     ips = validate_targets(targets)
-    if selection.top is not None:
-        ports, select = None, ["--top-ports", str(selection.top)]
-    else:
-        ports, select = ",".join(
-            str(a) if a == b else f"{a}-{b}" for a, b in selection.ranges), []
+    ports, select = _selection_args(selection)
     args = [
         "-n", "-Pn", "-v", _scan_flag(selection.proto, settings.privileged), *select,
         *_family_args(ips), "--min-hostgroup", str(len(ips)), *settings.common_args,
     ]
     return NmapJob(name=name, phase="discovery", proto=selection.proto, targets=tuple(ips),
+                   ports=ports, args=tuple(args))
+
+
+def _selection_args(selection: PortSelection) -> tuple[str | None, list[str]]:
+    """(-p value, other port-selecting args) for a discovery-style run."""
+    if selection.top is not None:
+        return None, ["--top-ports", str(selection.top)]
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in selection.ranges), []
+
+
+def single_job(
+    name: str, targets: Sequence[str], selection: PortSelection, settings: ScanSettings,
+) -> NmapJob:
+    """Both phases in one process, for a fleet small enough (plan.single_pass): discovery's
+    options plus -sV, the version intensity and --host-timeout of phase 2.
+
+    nmap then runs -sV on the ports it found open, with its own 20 parallel probes; a host
+    that hits --host-timeout loses its ports too (nmap lists none), which the parser says.
+    """
+    ips = validate_targets(targets)
+    ports, select = _selection_args(selection)
+    args = ["-n", "-Pn", "-v", _scan_flag(selection.proto, settings.privileged), "-sV"]
+    if settings.version_light:
+        args.append("--version-light")
+    args += [*select, *_family_args(ips), "--min-hostgroup", str(len(ips))]
+    if settings.version_host_timeout is not None:
+        args += ["--host-timeout", settings.version_host_timeout]
+    args += [*settings.common_args, *settings.version_args]
+    return NmapJob(name=name, phase="single", proto=selection.proto, targets=tuple(ips),
                    ports=ports, args=tuple(args))
 
 

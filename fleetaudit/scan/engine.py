@@ -1,5 +1,7 @@
 """The fleet scan: discovery batches, then -sV on what each found open, pipelined.
 
+A fleet of a handful of hosts (plan.single_pass) gets one `nmap -sV` per protocol instead.
+
 Each discovery batch (hundreds of hosts, one nmap process) hands its results to its
 version batches as soon as it finishes, while other discovery batches still run; the
 number of nmap processes at once is bounded per phase. A process that fails affects
@@ -25,6 +27,7 @@ from fleetaudit.scan.command import (
     ScanSettings,
     discovery_job,
     ip_version,
+    single_job,
     validate_targets,
     version_job,
     version_parallelism,
@@ -35,12 +38,14 @@ from fleetaudit.scan.plan import (
     merge_version,
     plan_version_batches,
     ports_to_identify,
+    single_pass,
     split_batches,
     summarize,
     with_proto,
 )
 
-__all__ = ["FleetScan", "discovery_jobs", "dry_run_lines", "is_privileged", "scan_fleet"]
+__all__ = ["FleetScan", "discovery_jobs", "dry_run_lines", "is_privileged", "scan_fleet",
+           "scan_jobs"]
 
 
 def is_privileged() -> bool:
@@ -69,7 +74,17 @@ def canonical(address: str) -> str:
 
 def discovery_jobs(targets: Sequence[str], settings: ScanSettings) -> list[NmapJob]:
     """Phase-1 processes: per address family, per batch, one per protocol (TCP first)."""
+    return _first_jobs(validate_targets(targets), settings, single=False)
+
+
+def scan_jobs(targets: Sequence[str], settings: ScanSettings) -> list[NmapJob]:
+    """The processes a scan starts with: one `nmap -sV` per protocol and family for a
+    handful of hosts (plan.single_pass), the discovery batches otherwise."""
     ips = validate_targets(targets)
+    return _first_jobs(ips, settings, single=single_pass(ips, settings))
+
+
+def _first_jobs(ips: list[str], settings: ScanSettings, *, single: bool) -> list[NmapJob]:
     families = [[t for t in ips if ip_version(t) == v] for v in (4, 6)]
     jobs: list[NmapJob] = []
     number = 0
@@ -77,8 +92,13 @@ def discovery_jobs(targets: Sequence[str], settings: ScanSettings) -> list[NmapJ
         for batch in split_batches(family, settings.discovery_batch_size(len(family))):
             number += 1
             for selection in settings.selections:
-                name = f"{selection.proto.value}-discovery-{number:02d}"
-                jobs.append(discovery_job(name, batch, selection, settings))
+                proto = selection.proto.value
+                if single:
+                    jobs.append(single_job(f"{proto}-scan-{number:02d}", batch, selection,
+                                           settings))
+                else:
+                    jobs.append(discovery_job(f"{proto}-discovery-{number:02d}", batch,
+                                              selection, settings))
     return jobs
 
 
@@ -87,13 +107,19 @@ def dry_run_lines(targets: Sequence[str], settings: ScanSettings,
     """The command lines a scan would run: phase 1 exactly, phase 2 as a template.
 
     Phase 2's targets and ports are what phase 1 finds open, so they cannot be known
-    without scanning; its options are shown as they will be.
+    without scanning; its options are shown as they will be. A single-pass scan (a
+    handful of hosts) is shown exactly: there is no phase 2.
     """
     lines = [f"# profile {settings.profile.value}: "
              + ", ".join(s.describe() for s in settings.selections)
              + f"; {'SYN' if settings.privileged else 'connect'} scan"
              + (" (not root)" if not settings.privileged else "")]
-    jobs = discovery_jobs(targets, settings)
+    jobs = scan_jobs(targets, settings)
+    if jobs and jobs[0].phase == "single":
+        lines.append(f"# {len(validate_targets(targets))} target(s), at most "
+                     f"{settings.single_pass_max_hosts} for a single pass: one nmap -sV per "
+                     "protocol does discovery and service detection")
+        return lines + [shlex.join(job.argv(nmap_path)) for job in jobs]
     lines += [shlex.join(job.argv(nmap_path)) for job in jobs]
     ipv6 = any("-6" in job.args for job in jobs)
     for selection in settings.selections:
@@ -116,10 +142,11 @@ def dry_run_lines(targets: Sequence[str], settings: ScanSettings,
 
 class _Runner:
     def __init__(self, nmap_bin: str, settings: ScanSettings,
-                 defaults: Mapping[tuple[Proto, int], str], timeout: float | None,
+                 defaults: asyncio.Future[dict[tuple[Proto, int], str]],
+                 timeout: float | None,
                  on_process_done: Callable[[ProcessResult], None] | None) -> None:
         self.nmap_bin = nmap_bin
-        self.defaults = defaults
+        self.defaults = defaults  # nmap-services, read while the first nmap runs
         self.timeout = timeout
         self.on_process_done = on_process_done
         # All processes share one bound; discovery also has its own, lower one (see
@@ -129,6 +156,7 @@ class _Runner:
         # executor's few threads from everyone else's to_thread calls.
         self.pool = ThreadPoolExecutor(max_workers=settings.concurrency,
                                        thread_name_prefix="nmap")
+        self.processes = nmap_run.NmapProcesses()
         # TCP discovery sends packets as fast as the path allows; UDP discovery mostly waits
         # out the targets' ICMP rate limits: one does not slow the other, so each protocol
         # has its own discovery bound and a `full` scan runs them side by side.
@@ -138,7 +166,7 @@ class _Runner:
         self.results: dict[str, ProcessResult] = {}
 
     async def run(self, job: NmapJob) -> ProcessResult:
-        if job.phase == "discovery":
+        if job.phase in ("discovery", "single"):
             async with self.discovery[job.proto]:
                 return await self._run(job)
         return await self._run(job)
@@ -149,23 +177,25 @@ class _Runner:
             command = shlex.join(job.argv(self.nmap_bin))
             try:
                 outcome = await asyncio.get_running_loop().run_in_executor(
-                    self.pool, nmap_run.run_job, self.nmap_bin, job, self.timeout)
+                    self.pool, nmap_run.run_job, self.nmap_bin, job, self.timeout,
+                    self.processes)
             except ScanError as exc:
                 result = ProcessResult(job.name, command, None, str(exc), b"")
             else:
-                result = self._parse(job, command, outcome)
+                result = self._parse(job, command, outcome, await self.defaults)
         self.results[job.name] = result
         if self.on_process_done is not None:
             self.on_process_done(result)
         return result
 
-    def _parse(self, job: NmapJob, command: str, outcome: nmap_run.Outcome) -> ProcessResult:
+    def _parse(self, job: NmapJob, command: str, outcome: nmap_run.Outcome,
+               defaults: Mapping[tuple[Proto, int], str]) -> ProcessResult:
         stderr = [f"nmap stderr: {line}" for line in outcome.stderr]
         if not outcome.xml.strip():
             why = outcome.failure or "; ".join(outcome.stderr) or "no output"
             return ProcessResult(job.name, command, None, f"nmap produced no XML: {why}", b"")
         try:
-            run = parse_nmap_xml(outcome.xml, self.defaults)
+            run = parse_nmap_xml(outcome.xml, defaults)
         except ParseError as exc:
             detail = f" (nmap said: {outcome.failure})" if outcome.failure else ""
             return ProcessResult(job.name, command, None,
@@ -191,6 +221,7 @@ def _why_missing(job: NmapJob, result: ProcessResult) -> str:
 async def _pipeline(runner: _Runner, job: NmapJob, settings: ScanSettings,
                     views: dict[str, list[ExternalHost]], notes: dict[str, list[str]]) -> None:
     """One discovery batch, then -sV on what it found open; results into `views`.
+    A single-pass job did both: its results go straight in.
 
     Keys are canonical addresses (nmap drops an IPv6 scope); each host keeps the target
     as given, scope included, so its version scan reaches it the same way.
@@ -207,6 +238,10 @@ async def _pipeline(runner: _Runner, job: NmapJob, settings: ScanSettings,
     for key in given:
         if key not in hosts:
             notes.setdefault(key, []).append(_why_missing(job, found))
+    if job.phase == "single":  # -sV already ran, in the same process
+        for address, host in hosts.items():
+            views.setdefault(address, []).append(host)
+        return
 
     batches = plan_version_batches(hosts.values(), job.proto, settings.batch_size,
                                    settings.union_ports)
@@ -237,7 +272,8 @@ async def scan_fleet(
     routes: Mapping[str, str] | None = None,
     on_process_done: Callable[[ProcessResult], None] | None = None,
 ) -> FleetScan:
-    """Scan every target: discovery batches, then -sV on what is open, as one pipeline.
+    """Scan every target: discovery batches, then -sV on what is open, as one pipeline
+    (or, for a handful of hosts, one `nmap -sV` per protocol: plan.single_pass).
 
     ``routes`` (address -> interface) is checked with the kernel before any packet is
     sent. Raises NmapNotFoundError (nmap missing or older than 7.0) and
@@ -246,21 +282,25 @@ async def scan_fleet(
     no results); nmap's own --host-timeout is the gentler bound.
     """
     ips = validate_targets(targets)
-    for address, dev in (routes or {}).items():
-        await asyncio.to_thread(nmap_run.check_route, address, dev)
-    jobs = discovery_jobs(ips, settings)
+    await asyncio.gather(*(asyncio.to_thread(nmap_run.check_route, address, dev)
+                           for address, dev in (routes or {}).items()))
+    jobs = scan_jobs(ips, settings)
     nmap_bin = nmap_run.find_nmap(nmap_path)
     await asyncio.to_thread(nmap_run.check_nmap_version, nmap_bin)
-    defaults = await asyncio.to_thread(nmap_run.load_default_services, nmap_bin)
+    # Only parsing needs nmap-services (~50 ms to read): not worth delaying the first nmap.
+    defaults = asyncio.ensure_future(asyncio.to_thread(nmap_run.load_default_services,
+                                                       nmap_bin))
     runner = _Runner(nmap_bin, settings, defaults, timeout, on_process_done)
     views: dict[str, list[ExternalHost]] = {}
     notes: dict[str, list[str]] = {}
     try:
         await asyncio.gather(*(_pipeline(runner, job, settings, views, notes) for job in jobs))
     finally:
-        # On cancellation, nmap processes already started run to their end (python-nmap
-        # gives no handle to stop them); none is started after this.
-        runner.pool.shutdown(wait=False, cancel_futures=True)
+        # Cancelled (Ctrl-C) or failed: no nmap may outlive the scan. Stop every running
+        # one and start no other; their threads then end within moments (this blocks the
+        # loop that long, so that nothing is left behind when the caller's await ends).
+        runner.processes.stop()
+        runner.pool.shutdown(wait=True, cancel_futures=True)
 
     hosts: dict[str, ExternalHost] = {}
     failed: dict[str, str] = {}

@@ -1,18 +1,27 @@
 """nmap on this machine: finding it, checking it, asking the kernel where a target routes,
 and running one nmap process through python-nmap. The only module here that touches
 the network (through nmap); everything is blocking, for worker threads.
+
+python-nmap gives no handle on the nmap process it starts, so a cancelled scan could not
+stop it: the scan would go on, an orphan, after fleetaudit ended. python-nmap therefore
+sees, as its `subprocess` module, one that is the real module except that a Popen made
+inside `run_job` joins that job's `NmapProcesses`, which `stop()` ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nmap  # python-nmap
 
@@ -24,6 +33,7 @@ from fleetaudit.scan.command import NmapJob, validate_targets
 __all__ = [
     "INSTALL_HINT",
     "MIN_NMAP_VERSION",
+    "NmapProcesses",
     "check_nmap_version",
     "check_route",
     "find_nmap",
@@ -129,6 +139,73 @@ def check_route(address: str, route_dev: str) -> None:
         )
 
 
+class NmapProcesses:
+    """The nmap processes of one scan, so that stopping the scan stops them (thread-safe).
+
+    Once stopped, no new process starts: a job that was about to start gets ScanError.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: list[subprocess.Popen[Any]] = []
+        self.stopped = False
+
+    def popen(self, *args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
+        with self._lock:  # held while starting, so stop() cannot miss a process
+            if self.stopped:
+                raise ScanError("the scan was stopped before this nmap process started")
+            proc = subprocess.Popen(*args, **kwargs)
+            self._live = [p for p in self._live if p.returncode is None]
+            self._live.append(proc)
+            return proc
+
+    def stop(self, grace: float = 3.0) -> list[int]:
+        """SIGTERM every nmap still running (nmap then exits at once), SIGKILL any left
+        after ``grace`` seconds; returns their PIDs. Later `popen` calls are refused."""
+        with self._lock:
+            self.stopped = True
+            live = [p for p in self._live if p.poll() is None]
+        for proc in live:
+            with _gone():
+                proc.terminate()
+        deadline = time.monotonic() + grace
+        while any(p.poll() is None for p in live) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for proc in live:
+            if proc.poll() is None:
+                with _gone():
+                    proc.kill()
+                with _gone():
+                    proc.wait(timeout=5)
+        return [p.pid for p in live]
+
+
+def _gone() -> contextlib.suppress:
+    """A process may end (and be reaped by its waiting thread) at any moment: not an error."""
+    return contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired)
+
+
+_current = threading.local()  # .processes: the NmapProcesses of the job this thread runs
+
+
+class _TrackedSubprocess:
+    """`subprocess` as python-nmap sees it: a Popen made while this thread runs a job
+    joins that job's NmapProcesses; everything else is the real module."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
+        processes: NmapProcesses | None = getattr(_current, "processes", None)
+        if processes is None:
+            return subprocess.Popen(*args, **kwargs)
+        return processes.popen(*args, **kwargs)
+
+
+nmap.nmap.subprocess = _TrackedSubprocess()
+
+
 @dataclass(frozen=True)
 class Outcome:
     xml: bytes
@@ -136,14 +213,24 @@ class Outcome:
     stderr: list[str]  # nmap's stderr lines that were not warnings
 
 
-def run_job(nmap_bin: str, job: NmapJob, timeout: float | None) -> Outcome:
+def run_job(nmap_bin: str, job: NmapJob, timeout: float | None,
+            processes: NmapProcesses | None = None) -> Outcome:
     """Run one nmap process through python-nmap and wait for it (blocking).
 
     A report nmap wrote only in part (nmap killed, or ended with an error) comes back
     as it is, with python-nmap's complaint in `failure`: the caller parses what is
     there. ``timeout`` is a last resort: python-nmap then kills nmap and keeps nothing,
     so prefer nmap's own --host-timeout, after which nmap still writes its report.
+    The nmap process joins ``processes``, whose stop() ends it.
     """
+    _current.processes = processes
+    try:
+        return _run_job(nmap_bin, job, timeout)
+    finally:
+        _current.processes = None
+
+
+def _run_job(nmap_bin: str, job: NmapJob, timeout: float | None) -> Outcome:
     try:
         scanner = nmap.PortScanner(nmap_search_path=(nmap_bin,))
     except nmap.PortScannerError as exc:

@@ -1,7 +1,8 @@
 """The two-phase scan plan and the merging of its results, as pure functions.
 
 Phase 1 (discovery) finds open ports without -sV; phase 2 runs -sV only on what is
-open. Hosts are grouped by their set of open ports; groups share one nmap process
+open. A fleet of a handful of hosts skips the split (`single_pass`): one `nmap -sV`
+per protocol does both. Hosts are grouped by their set of open ports; groups share one nmap process
 when the union of their ports costs nothing extra: every port a host gets only
 because another host has it open must be one this host answered "closed" (an
 immediate RST), never a filtered one nmap would have to wait out.
@@ -10,11 +11,13 @@ immediate RST), never a filtered one nmap would have to wait out.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from fleetaudit.models import ExternalHost, ExternalPort, ExtraPorts, PortRange, Proto, ScanRun
+from fleetaudit.scan.command import ScanSettings, ip_version
 
 __all__ = [
     "VERSION_STATES",
@@ -24,6 +27,7 @@ __all__ = [
     "merge_version",
     "plan_version_batches",
     "ports_to_identify",
+    "single_pass",
     "split_batches",
     "summarize",
 ]
@@ -52,6 +56,23 @@ def split_batches(targets: Sequence[str], batch_size: int) -> list[list[str]]:
         out.append(list(targets[start : start + size]))
         start += size
     return out
+
+
+def single_pass(targets: Sequence[str], settings: ScanSettings) -> bool:
+    """Whether one `nmap -sV` per protocol (and address family) should replace the two phases.
+
+    Yes when there are at most ``settings.single_pass_max_hosts`` targets (distinct IPs)
+    and each address family fits in one discovery batch. Two phases then mean one
+    discovery and one version process in a row, and the second one's start, service-probe
+    database and port re-check (0.2-0.7 s) overlap nothing; its gain, -sV parallelism sized
+    to the open ports, needs more open ports than nmap's own 20 probes at once, which a
+    handful of hosts rarely has. What the single pass gives up: a process killed during
+    -sV loses its hosts' discovery results too (nmap writes a host when it is done).
+    """
+    if not targets or len(targets) > settings.single_pass_max_hosts:
+        return False
+    per_family = Counter(ip_version(t) for t in targets)
+    return all(settings.discovery_batch_size(n) >= n for n in per_family.values())
 
 
 def ports_to_identify(host: ExternalHost, proto: Proto) -> frozenset[int]:

@@ -1,7 +1,7 @@
 """fleetaudit.scan's engine: how it drives python-nmap (nmap faked, replaying real captures),
 what a failing process costs (only its own hosts), nmap missing or too old, --nmap-xml
-matching, evidence files; and one real two-phase run against a listener this test starts
-on 127.0.0.1 (42090-42099)."""
+matching, evidence files; and a real two-phase and a real single-pass run against a
+listener this test starts on 127.0.0.1 (42090-42099)."""
 
 from __future__ import annotations
 
@@ -87,6 +87,8 @@ def scans(fake) -> list[list[str]]:
 
 
 def run_fleet(targets, **kwargs):
+    """Two phases unless told otherwise: most tests here are about what each phase costs."""
+    kwargs.setdefault("single_pass_max_hosts", 0)
     settings = make_settings("quick", privileged=True, **kwargs)
     return asyncio.run(scan.scan_fleet(targets, settings))
 
@@ -96,9 +98,9 @@ def test_discovery_then_version_scan_of_exactly_what_was_open(fake_nmap):
         return (fixture("version-phase.xml") if "-sV" in argv else fixture("discovery.xml")), b""
 
     fake_nmap.respond = respond
-    fleet = asyncio.run(scan.scan_fleet(["127.0.0.1"], make_settings("quick", privileged=True)))
+    settings = make_settings("quick", privileged=True, single_pass_max_hosts=0)
+    fleet = asyncio.run(scan.scan_fleet(["127.0.0.1"], settings))
     discovery, version = scans(fake_nmap)
-    settings = make_settings("quick", privileged=True)
     assert discovery == scan.discovery_jobs(["127.0.0.1"], settings)[0].argv("/opt/fake/nmap")
     assert version == scan.version_job("tcp-version-01-1", ["127.0.0.1"], Proto.TCP,
                                        [42001, 42022, 42080, 42443], settings,
@@ -113,6 +115,37 @@ def test_discovery_then_version_scan_of_exactly_what_was_open(fake_nmap):
     assert [name for name, _ in fleet.evidence] == ["tcp-discovery-01", "tcp-version-01-1"]
     assert fleet.evidence[1][1] == fixture("version-phase.xml")  # raw, byte for byte
     assert fleet.run.hosts == [host]
+
+
+def test_a_handful_of_hosts_is_scanned_by_one_nmap_sv(fake_nmap):
+    fake_nmap.respond = lambda argv: (as_hosts(fixture("version-phase.xml"),
+                                               targets_of(argv)), b"")
+    settings = make_settings("quick", privileged=True)
+    fleet = asyncio.run(scan.scan_fleet([A, B], settings))
+    (only,) = scans(fake_nmap)
+    assert only == scan.single_job("tcp-scan-01", [A, B], settings.selections[0],
+                                   settings).argv("/opt/fake/nmap")
+    for address in (A, B):
+        host = fleet.hosts[address]
+        assert {p.port: p.service for p in host.ports}[42022] == "ssh" and host.errors == []
+    assert fleet.run.commands == [" ".join(only)] and fleet.run.complete
+    assert [name for name, _ in fleet.evidence] == ["tcp-scan-01"]
+    assert fleet.run.evidence == ["tcp-scan-01.xml"]
+
+
+def test_a_cut_short_single_pass_marks_the_hosts_it_did_not_finish(fake_nmap):
+    def respond(argv):
+        full = as_hosts(fixture("version-phase.xml"), [A, B, C])
+        return full[: full.index(f'addr="{C}"'.encode()) - 60], b"nmap: killed\n"
+
+    fake_nmap.respond = respond
+    fleet = run_fleet([A, B, C], single_pass_max_hosts=4)
+    assert len(scans(fake_nmap)) == 1
+    assert sorted(fleet.hosts) == [A, B]
+    assert {p.port: p.service for p in fleet.hosts[B].ports}[42022] == "ssh"
+    assert fleet.failed[C].startswith("the tcp scan was cut short before this host "
+                                      "(tcp-scan-01: nmap XML ends early")
+    assert not fleet.run.complete
 
 
 def test_a_killed_version_process_costs_only_its_own_hosts_their_service_names(fake_nmap):
@@ -354,7 +387,7 @@ def http_listener(tmp_path) -> Iterator[int]:
 def test_real_two_phase_scan_identifies_a_loopback_http_server(http_listener):
     ports = "42090-42099"
     settings = make_settings("quick", ports, privileged=os.geteuid() == 0,
-                             extra_args=["--max-retries", "1"])
+                             extra_args=["--max-retries", "1"], single_pass_max_hosts=0)
     fleet = asyncio.run(scan.scan_fleet(["127.0.0.1"], settings, routes={"127.0.0.1": "lo"}))
     run = fleet.run
     assert run.complete, run.errors
@@ -362,6 +395,26 @@ def test_real_two_phase_scan_identifies_a_loopback_http_server(http_listener):
     discovery, version = run.commands
     assert "-sV" not in discovery.split() and "-n" in discovery.split()
     assert f"-p {http_listener} " in version and "-n" in version.split()
+    check_loopback_view(fleet, http_listener)
+
+
+@pytest.mark.skipif(not HAVE_NMAP, reason="nmap is not installed (apt-get install nmap)")
+@pytest.mark.timeout(180)
+def test_real_single_pass_scan_identifies_a_loopback_http_server(http_listener):
+    settings = make_settings("quick", "42090-42099", privileged=os.geteuid() == 0,
+                             extra_args=["--max-retries", "1"])
+    fleet = asyncio.run(scan.scan_fleet(["127.0.0.1"], settings, routes={"127.0.0.1": "lo"}))
+    assert fleet.run.complete, fleet.run.errors
+    (command,) = fleet.run.commands
+    argv = command.split()
+    assert {"-n", "-Pn", "-v", "-sV", "--version-light"} <= set(argv)
+    assert argv[argv.index("-p") + 1] == "42090-42099"
+    assert [name for name, _ in fleet.evidence] == ["tcp-scan-01"]
+    check_loopback_view(fleet, http_listener)
+
+
+def check_loopback_view(fleet: scan.FleetScan, http_listener: int) -> None:
+    """What both ways of scanning must see on 127.0.0.1:42090-42099."""
     host = fleet.hosts["127.0.0.1"]
     assert host.status == "up" and host.errors == []
     by_port = {p.port: p for p in host.ports}

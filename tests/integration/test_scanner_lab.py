@@ -1,5 +1,6 @@
-"""The two-phase scan for real: nmap against a two-host lab fleet, per profile; a real nmap
-killed mid-scan; and the CLI's --dry-run and --nmap-xml.
+"""The scan for real: nmap against a two-host lab fleet, per profile, in two phases and in
+the single pass a fleet this small gets by default; a real nmap killed mid-scan; and the
+CLI's --dry-run and --nmap-xml.
 
 Own lab: bridge fa-ext0, 10.99.110.0/24, state in /run/fleetaudit-ext-test. Every target
 is checked to route through fa-ext0 before nmap runs; nothing else is ever scanned.
@@ -118,6 +119,8 @@ def by_port(host: ExternalHost, proto: Proto = Proto.TCP) -> dict[int, object]:
 
 
 def run(info: LabInfo, profile: str, **kwargs) -> scan.FleetScan:
+    """Two phases unless told otherwise (3 targets would get a single pass)."""
+    kwargs.setdefault("single_pass_max_hosts", 0)
     settings = make_settings(profile, privileged=True, **kwargs)
     return asyncio.run(scan.scan_fleet(targets(info), settings, routes=routes(info)))
 
@@ -169,6 +172,30 @@ def test_quick_profile(fleet):
     second = result.hosts[fleet.hosts[1].address]
     assert HIGH_PORT not in by_port(second) and not second.was_scanned(Proto.TCP, HIGH_PORT)
     assert result.run.scan_type == "syn" and result.run.privileged
+
+
+@pytest.mark.timeout(120)
+def test_quick_profile_in_a_single_pass(fleet):
+    result = run(fleet, "quick", single_pass_max_hosts=scan.command.SINGLE_PASS_MAX_HOSTS)
+    check_common(fleet, result)
+    (command,) = result.run.commands
+    assert "-sV --version-light --top-ports 1000" in command
+    assert result.run.evidence == ["tcp-scan-01.xml"]
+    second = result.hosts[fleet.hosts[1].address]
+    assert HIGH_PORT not in by_port(second) and not second.was_scanned(Proto.TCP, HIGH_PORT)
+
+
+@pytest.mark.timeout(240)
+def test_full_profile_in_a_single_pass(fleet):
+    result = run(fleet, "full", single_pass_max_hosts=scan.command.SINGLE_PASS_MAX_HOSTS)
+    check_common(fleet, result)
+    tcp, udp = result.run.commands
+    assert "-p 1-65535 -n -Pn -v -sS -sV" in tcp and "-sU -sV --top-ports 100" in udp
+    first = result.hosts[fleet.hosts[0].address]
+    snmp = by_port(first, Proto.UDP)[UDP_PORT]
+    assert (snmp.state, snmp.service, snmp.method) == ("open", "snmp", "probed")
+    high = by_port(result.hosts[fleet.hosts[1].address])[HIGH_PORT]
+    assert (high.state, high.service, high.method) == ("open", "http", "probed")
 
 
 @pytest.mark.timeout(180)
@@ -267,9 +294,9 @@ def test_dry_run_prints_the_commands_and_runs_nothing(fleet, tmp_path):
     assert proc.returncode == 0, proc.stderr
     commands = [line for line in proc.stdout.splitlines() if not line.startswith("#")]
     addresses = " ".join(h.address for h in fleet.hosts)
-    assert commands[0] == (f"nmap -oX - {addresses} -p 1-65535 -n -Pn -v -sS "
-                           f"--min-hostgroup {len(fleet.hosts)}")
-    assert "-sV" in commands[1] and "<hosts> -p <their-open-ports>" in commands[1]
+    # Two hosts: the single nmap -sV that will run, exactly.
+    assert commands == [f"nmap -oX - {addresses} -p 1-65535 -n -Pn -v -sS -sV "
+                        f"--min-hostgroup {len(fleet.hosts)} --host-timeout 10m"]
     assert not marker.exists(), marker.read_text()  # no nmap ran, not even --version
     assert not out.exists()
     time.sleep(0.5)
@@ -332,7 +359,7 @@ def test_audit_scans_while_collecting_and_keeps_each_processs_xml(fleet):
     assert results.scan is not None and results.scan.profile == "quick"
     assert results.scan.hosts == []  # each host's view is on the host
     assert [f"{name}.xml" for name, _ in outcome.nmap_xml_files] == results.scan.evidence
-    assert results.scan.evidence[0] == "tcp-discovery-01.xml"
+    assert results.scan.evidence == ["tcp-scan-01.xml"]  # two hosts: a single pass
     for host in results.hosts:
         assert host.status.value == "ok", host.errors
         assert host.external is not None and host.internal is not None

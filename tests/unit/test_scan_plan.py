@@ -21,16 +21,18 @@ from fleetaudit.scan.command import (
     discovery_job,
     make_settings,
     parse_port_spec,
+    single_job,
     validate_targets,
     version_job,
 )
-from fleetaudit.scan.engine import discovery_jobs, dry_run_lines
+from fleetaudit.scan.engine import discovery_jobs, dry_run_lines, scan_jobs
 from fleetaudit.scan.plan import (
     ProcessResult,
     combine_hosts,
     merge_version,
     plan_version_batches,
     ports_to_identify,
+    single_pass,
     split_batches,
     summarize,
     with_proto,
@@ -101,6 +103,7 @@ def test_bad_port_lists_are_config_errors(ports):
 @pytest.mark.parametrize("kwargs", [{"profile": "fast"}, {"batch_size": 0},
                                     {"concurrency": 0}, {"version_host_timeout": "soon"},
                                     {"discovery_concurrency": 0},
+                                    {"single_pass_max_hosts": -1},
                                     {"discovery_concurrency": 5, "concurrency": 4}])
 def test_bad_settings_are_config_errors(kwargs):
     with pytest.raises(ConfigError):
@@ -231,7 +234,7 @@ def test_split_batches_cover_every_target_once(n, size):
 
 def test_dry_run_lines_are_the_real_discovery_argv_and_a_version_template():
     targets = ["192.0.2.1", "192.0.2.2"]
-    full = make_settings("full", privileged=True)
+    full = make_settings("full", privileged=True, single_pass_max_hosts=0)
     lines = dry_run_lines(targets, full, "/usr/bin/nmap")
     commands = [line for line in lines if not line.startswith("#")]
     assert commands[:2] == [shlex.join(j.argv("/usr/bin/nmap"))
@@ -242,6 +245,65 @@ def test_dry_run_lines_are_the_real_discovery_argv_and_a_version_template():
     assert templates[0] == ("/usr/bin/nmap -oX - <hosts> -p <their-open-ports> -n -Pn -sS -sV "
                             "--min-hostgroup <N> --min-parallelism <P> --host-timeout 10m")
     assert lines[0].startswith("# profile full: TCP 1-65535, top 100 UDP ports; SYN scan")
+
+
+# --- a handful of hosts: one nmap -sV per protocol -----------------------------------------
+
+
+def test_single_pass_only_for_a_handful_of_hosts_that_fit_one_batch():
+    four = [f"192.0.2.{i}" for i in range(1, 5)]
+    assert single_pass(four, ROOT) and single_pass(four[:1], ROOT)
+    assert not single_pass([*four, "192.0.2.5"], ROOT)  # 5 hosts: two phases
+    assert not single_pass([], ROOT)
+    assert not single_pass(four[:1], make_settings("quick", privileged=True,
+                                                   single_pass_max_hosts=0))
+    # --scan-batch-size 2: three hosts are two discovery processes, so not a single pass
+    assert not single_pass(four[:3], make_settings("quick", privileged=True, batch_size=2))
+    # each address family is its own process anyway: 2 + 1 hosts still fit
+    assert single_pass([*four[:2], "2001:db8::1"], ROOT)
+    assert single_pass(four, make_settings("quick", privileged=True, single_pass_max_hosts=8))
+
+
+def test_single_pass_argv_is_discovery_plus_version_detection_in_one_process():
+    job = single_job("tcp-scan-01", ["192.0.2.1", "192.0.2.2"], ROOT.selections[0], ROOT)
+    assert job.phase == "single"
+    assert job.argv("/usr/bin/nmap") == [
+        "/usr/bin/nmap", "-oX", "-", "192.0.2.1", "192.0.2.2",
+        "-n", "-Pn", "-v", "-sS", "-sV", "--version-light", "--top-ports", "1000",
+        "--min-hostgroup", "2", "--host-timeout", "10m",
+    ]  # fmt: skip
+    standard = make_settings("standard", privileged=False,
+                             extra_args=["-T4", "--version-intensity", "5"])
+    job = single_job("tcp-scan-01", ["2001:db8::1"], standard.selections[0], standard)
+    assert job.argv()[3:] == ["2001:db8::1", "-p", "1-65535", "-n", "-Pn", "-v", "-sT", "-sV",
+                              "-6", "--min-hostgroup", "1", "--host-timeout", "10m", "-T4",
+                              "--version-intensity", "5"]
+
+
+def test_scan_jobs_choose_between_a_single_pass_and_discovery():
+    full = make_settings("full", privileged=True)
+    few = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+    jobs = scan_jobs(few, full)
+    assert [(j.name, j.phase, j.proto) for j in jobs] == [
+        ("tcp-scan-01", "single", TCP), ("udp-scan-01", "single", UDP)]
+    assert jobs[1].argv()[6:] == ["-n", "-Pn", "-v", "-sU", "-sV", "--top-ports", "100",
+                                  "--min-hostgroup", "3", "--host-timeout", "10m"]
+    many = [*few, "192.0.2.4", "192.0.2.5"]
+    assert scan_jobs(many, full) == discovery_jobs(many, full)
+    assert {j.phase for j in scan_jobs(many, full)} == {"discovery"}
+
+
+def test_dry_run_of_a_handful_of_hosts_is_the_single_command_exactly():
+    targets = ["192.0.2.1", "192.0.2.2"]
+    quick = make_settings("quick", privileged=True)
+    lines = dry_run_lines(targets, quick, "/usr/bin/nmap")
+    assert lines == [
+        "# profile quick: top 1000 TCP ports; SYN scan",
+        "# 2 target(s), at most 4 for a single pass: one nmap -sV per protocol does "
+        "discovery and service detection",
+        "/usr/bin/nmap -oX - 192.0.2.1 192.0.2.2 -n -Pn -v -sS -sV --version-light "
+        "--top-ports 1000 --min-hostgroup 2 --host-timeout 10m",
+    ]
 
 
 # --- discovery results -> version batches ------------------------------------------------

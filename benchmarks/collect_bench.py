@@ -6,18 +6,21 @@
 Root only: brings up its own lab (bridge fa-cb0, 10.99.160.0/20, state in
 /run/fleetaudit-collect-bench) with the internal-view plants, and takes it down again.
 
-All three gather the same evidence chain with the same commands, as root over SSH:
-listening sockets (ss/netstat, and /proc/net with its fd map), the host facts, for every
-listening PID its /proc reads (exe, cmdline, owner, status, stat, cwd, netns, cgroup,
-environment names, sha256 of the executable, mapped files), `dpkg -S` of the
-executables and `dpkg --verify` of their packages.
+All three gather the same evidence chain as root over SSH: listening sockets, host facts,
+and for every listening PID its /proc reads (exe, cmdline, owner, status, stat, cwd,
+netns, cgroup, environment names, mapped files), the sha256 of its executable, the
+owning package with its version, and the package's checksum of the executable.
 
 - fleetaudit: `collect_internal` over asyncssh, `--forks` hosts at a time, in its rounds
-  (each needs the answers of the one before);
-- Ansible (ansible-core, in its own venv /tmp/fa-bench-venv, never a project dependency):
-  `ansible all -f FORKS -m shell` with pipelining, running the whole chain as one shell
-  script on each host (one round: the most favourable way to run it);
-- `xargs -P FORKS ssh host sh -s < chain.sh`: the same one-round script, OpenSSH client.
+  (each needs the answers of the one before, and spares what they made unnecessary: the
+  fd map where ss named the owners, a second hash of one file, dpkg's database load);
+- the baselines run the manual method's commands as one shell script per host (one
+  round: the most favourable way to run them), with the PID list and package names
+  worked out in shell: `ss -tulpnH`, /proc/net with its fd map, the per-PID reads and
+  `sha256sum /proc/PID/exe` per PID, `dpkg -S`, `dpkg-query -W` and `dpkg --verify`;
+  - Ansible (ansible-core, in its own venv /tmp/fa-bench-venv, never a project
+    dependency): `ansible all -f FORKS -m shell` with pipelining;
+  - `xargs -P FORKS ssh host sh -s < chain.sh`: OpenSSH client.
 
 Prints hosts per minute of each and the ratios. Traffic goes only to the lab's addresses,
 through its bridge.
@@ -68,8 +71,10 @@ PLACEHOLDER_PID = 999999999
 
 
 def chain_script() -> str:
-    """fleetaudit's probes as one sh script, for the baselines' single round: the same
-    commands, each run once, with the PID list and package names worked out in shell."""
+    """The manual method as one sh script, for the baselines' single round: the listing,
+    the /proc/net tables and fd map, every PID's reads with its own sha256sum, dpkg -S,
+    dpkg-query and dpkg --verify, with the PID list and package names worked out in shell.
+    The per-PID reads are fleetaudit's probe commands, so both read the same files."""
     round_one = [
         BatchCommand(name="tools", command=tools_probe(INTERNAL_TOOLS).command),
         BatchCommand(name="hostfacts", command=host_facts_probe().command),

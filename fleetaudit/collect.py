@@ -9,8 +9,9 @@ before, and lets the next skip what the answers made unnecessary:
    tables: a listener one lists and the other omits is evidence (Coverage.notes "tools
    disagree: ..."). The view keeps one socket per listener: the tool's, plus those only
    /proc/net shows (source proc_net). The fd map (every fd of every process, the dearest
-   read) comes with /proc/net only where no listing tool exists; where a tool left out a
-   listener, one extra round maps just those sockets to their owners;
+   read) comes with /proc/net only where ss is missing (netstat names one process per
+   socket; a host may have no tool at all); where ss left out a listener, one extra
+   round maps just those sockets to their owners;
 2. the process chain of every listening PID (exe, cmdline, owner, status, start time,
    cwd, mapped files, environment names, cgroup, netns) and which file each runs;
 3. the sha256 of each executable file once (PIDs of one file share it), and the package
@@ -47,6 +48,7 @@ from fleetaudit.models import (
     ProcessInfo,
     Proto,
     Socket,
+    SocketOwner,
     SystemFacts,
     ToolsDisagreement,
 )
@@ -98,8 +100,6 @@ _ONLY_IF = {
     "busybox_netstat": (f"! {_has('ss')} && ! {_has('netstat')} && {_has('busybox')} && "
                         "busybox --list 2>/dev/null | grep -qx netstat"),
 }
-_ANY_LISTING = (f"{_has('ss')} || {_has('netstat')} || {{ {_has('busybox')} && "
-                "busybox --list 2>/dev/null | grep -qx netstat; }")
 
 
 @dataclass(frozen=True)
@@ -208,15 +208,16 @@ async def _collect(batch: _Batch, options: CollectOptions) -> InternalView:
     tools, facts = tools_probe(INTERNAL_TOOLS), host_facts_probe()
     listings = [(ss_probe(), ListenerSource.SS), (netstat_probe(), ListenerSource.NETSTAT),
                 (netstat_probe(busybox=True), ListenerSource.NETSTAT)]
-    # /proc/net always; its fd map only where no listing tool will name the owners.
+    # /proc/net always; its fd map only where ss will not name every owner (netstat names
+    # one process per socket, and a host may have no listing tool at all).
     proc_net = proc_net_probe(fd_map=False)
     sections = await batch.run([
         batch.command(tools), batch.command(facts),
         *(batch.command(probe, limit=True, output=LISTING_OUTPUT, only_if=_ONLY_IF[probe.name])
           for probe, _ in listings),
-        batch.command(proc_net, limit=True, output=LISTING_OUTPUT, only_if=_ANY_LISTING),
+        batch.command(proc_net, limit=True, output=LISTING_OUTPUT, only_if=_has("ss")),
         batch.command(proc_net_probe(), limit=True, output=LISTING_OUTPUT,
-                      only_if=f"! {{ {_ANY_LISTING}; }}"),
+                      only_if=f"! {_has('ss')}"),
     ])
     present, missing = batch.read(tools, sections) or ([], list(INTERNAL_TOOLS))
     system: SystemFacts | None = batch.read(facts, sections)
@@ -246,8 +247,8 @@ async def _collect(batch: _Batch, options: CollectOptions) -> InternalView:
     disagreed = disagreements([*sockets, *(kernel or [])], sources)
     batch.notes += [_describe_disagreement(d) for d in disagreed]
     sockets = merge_listings(sockets, kernel or [])
-    if any(probe.name in sections for probe, _ in listings):
-        # /proc/net came without its fd map: look up only what the tool left out.
+    if "ss" in sections:
+        # /proc/net came without its fd map: look up only what ss left out.
         sockets = await _owners_of_unlisted(batch, sockets)
     batch.notes += hidden_owners(sockets, privileged)
 
@@ -345,12 +346,23 @@ def _describe_disagreement(d: ToolsDisagreement) -> str:
 def merge_listings(listed: Sequence[Socket], kernel: Sequence[Socket]) -> list[Socket]:
     """One socket per listener: the listing tool's, plus the ones only /proc/net shows.
 
-    A listener both list appears once (the tool's word, with its owners); one /proc/net
-    alone shows (a tool that hides it) keeps source proc_net and the owners found through
-    the fd map, so its process chain is collected like any other's.
+    A listener both list appears once, the tool's, with the owners the fd map found added
+    to the tool's (netstat names one process per socket: a pre-fork server's other
+    processes come from the map); one /proc/net alone shows (a tool that hides it) keeps
+    source proc_net and the map's owners, so its process chain is collected like any
+    other's.
     """
+    mapped: dict[tuple[str, int, str], list[SocketOwner]] = {}
+    for sock in kernel:
+        mapped.setdefault(_socket_key(sock), []).extend(sock.owners)
+    merged = []
+    for sock in listed:
+        named = {owner.pid for owner in sock.owners}
+        more = [o for o in mapped.get(_socket_key(sock), []) if o.pid not in named]
+        merged.append(sock.model_copy(update={"owners": sorted(
+            [*sock.owners, *more], key=lambda o: (o.pid, o.fd or 0))}) if more else sock)
     known = {_socket_key(s) for s in listed}
-    return [*listed, *(s for s in kernel if _socket_key(s) not in known)]
+    return [*merged, *(s for s in kernel if _socket_key(s) not in known)]
 
 
 def _socket_key(sock: Socket) -> tuple[str, int, str]:

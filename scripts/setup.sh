@@ -10,8 +10,9 @@ packages=(nmap openssh-server openssh-client lsof iproute2 iptables procps sudo 
 extras="."
 if [ "${1:-}" = "--dev" ]; then
   extras=".[dev]"
-  # The report's browser tests: Debian's Chromium, driven by the playwright package.
-  packages+=(chromium fonts-dejavu-core)
+  # The report's browser tests: Debian's Chromium, driven by the playwright package;
+  # net-tools: the lab host without ss lists its sockets with netstat.
+  packages+=(chromium fonts-dejavu-core net-tools)
 fi
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -360,7 +360,8 @@ def plan_internal(
     names: Sequence[str], state_dir: Path, packages: Mapping[Path, str | None],
     etc: Path = ETC,
 ) -> InternalPlan:
-    """The internal-view plants on the last three hosts (a lab of three: hosts 1 to 3).
+    """The internal-view plants on the last three hosts (a lab of three: hosts 1 to 3),
+    and, in a larger lab, the host before them without ss (netstat lists its sockets).
 
     - tools host: ss, netstat and busybox absent (an overlay with whiteouts on /usr/bin),
       so the listing comes from /proc/net; carries a deleted binary;
@@ -376,6 +377,8 @@ def plan_internal(
     if len(names) < 3:
         raise LabError("the internal-view plants need a lab of at least 3 hosts")
     tools_host, users_host, tampered_host = names[-3:]
+    # With a fourth host before them: ss hidden there, so netstat lists (where installed).
+    netstat_host = names[-4] if len(names) >= 4 and SS.exists() and NETSTAT.exists() else None
     python = str(PYTHON)
     python_package = packages.get(PYTHON)
     tools_dir = host_files(state_dir, tools_host).dir
@@ -426,6 +429,7 @@ def plan_internal(
     hidden = (HIDDEN_PORT, ROOTKIT_PORT)
 
     setups = [
+        *([HostSetup(host=netstat_host, hide=(SS,))] if netstat_host else []),
         HostSetup(host=tools_host,
                   hide=tuple(path for path in (SS, NETSTAT, BUSYBOX) if path.exists())),
         HostSetup(host=users_host,

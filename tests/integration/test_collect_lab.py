@@ -1,9 +1,10 @@
 """The internal view on real hosts: each planted case must come back with its full chain.
 
 One lab of three hosts with the internal-view plants (see `lab.hosts.plan_internal`):
-lab-01 has no ss, netstat or busybox (listeners from /proc/net) and a deleted binary;
-lab-02 has lab logins with and without sudo, a UDP service run from /tmp, a pre-fork
-listener and a NAT redirect; lab-03 has a modified python3.11 and an ss that hides a port.
+lab-01 has no ss (netstat lists); lab-02 has no ss, netstat or busybox (listeners from
+/proc/net) and a deleted binary; lab-03 has lab logins with and without sudo, a UDP service
+run from /tmp, a pre-fork listener and a NAT redirect; lab-04 has a modified python3.11, an
+ss that hides two ports and a cat that hides one of them from /proc/net.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ T = TypeVar("T")
 @pytest.fixture(scope="module")
 def fleet():
     tmp_dir = lab_hosts.tmp_plant_dir(STATE_DIR)
-    with running_lab(3, state_dir=STATE_DIR, subnet=SUBNET, bridge=BRIDGE,
+    with running_lab(4, state_dir=STATE_DIR, subnet=SUBNET, bridge=BRIDGE,
                      internal_plants=True) as info:
         yield info
     # `down` removes what it made outside its state directory too.
@@ -182,9 +183,28 @@ def test_rounds_are_few_and_every_host_has_its_chain(fleet, root_views):
         assert sshd.integrity is not None and sshd.integrity.status is IntegrityStatus.OK
 
 
+def without(info: lab.LabInfo, *tools: str) -> lab.LabHost:
+    [host] = [h for h in info.hosts if set(h.hidden_tools) == set(tools)
+              or (set(tools) >= {"ss", "netstat"} and set(h.hidden_tools) >= set(tools))]
+    return host
+
+
+def test_host_without_ss_lists_with_netstat_and_the_fd_map(fleet, root_views):
+    host = without(fleet, "ss")
+    view, calls = root_views[host.name]
+    assert view.coverage is not None
+    assert view.coverage.sources == ["netstat", "proc_net"]
+    assert "ss" in view.missing_tools and "netstat" in view.tools
+    assert ListenerSource.NETSTAT in {s.source for s in view.sockets}
+    assert not view.disagreements
+    [ssh] = [s for s in sockets(view, Proto.TCP, 22) if s.address == "0.0.0.0"]
+    assert ssh.source is ListenerSource.NETSTAT and owner_pids([ssh]) == {host.sshd_pid}
+    assert_chain(process(view, host.sshd_pid), "/usr/sbin/sshd", "openssh-server")
+    assert calls == 4  # the fd map came with /proc/net in round 1: no extra round
+
+
 def test_host_without_ss_or_netstat_lists_from_proc_net_with_owners(fleet, root_views):
-    host = fleet.hosts[0]
-    assert set(host.hidden_tools) >= {"ss", "netstat"}
+    host = without(fleet, "ss", "netstat")
     view, _ = root_views[host.name]
     assert view.coverage is not None
     assert view.coverage.sources == ["proc_net"]
@@ -391,18 +411,19 @@ def test_preflight_says_what_each_login_will_and_will_not_see(fleet):
     plain, sudo = users(fleet)
     refused = login(fleet, plain.host, plain.name, become=True).model_copy(
         update={"name": "refused"})
-    ghost = login(fleet, "lab-01").model_copy(update={"name": "ghost",
+    bare = without(fleet, "ss", "netstat").name
+    ghost = login(fleet, bare).model_copy(update={"name": "ghost",
                                                       "address": "10.99.120.250"})
     with_sudo = login(fleet, sudo.host, sudo.name, become=True).model_copy(
         update={"name": "with-sudo"})
     inventory = Inventory(source="test", hosts=[
-        login(fleet, "lab-01"), login(fleet, plain.host, plain.name), with_sudo, refused,
+        login(fleet, bare), login(fleet, plain.host, plain.name), with_sudo, refused,
         ghost])
     report = asyncio.run(run_preflight(
         inventory, SSHOptions(known_hosts=fleet.known_hosts, connect_timeout=3)))
     by = {h.name: h for h in report.hosts}
 
-    root = by["lab-01"]
+    root = by[bare]
     assert (root.status, root.privileged, root.sudo) == (HostStatus.OK, True,
                                                          "not needed (root)")
     assert root.listing == "/proc/net only"

@@ -3,6 +3,8 @@ bind-probe after the scan. (The rounds themselves run on the lab: test_collect_l
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fleetaudit.collect import disagreements, hidden_owners, merge_listings, ports_to_probe
 from fleetaudit.models import (
     ExternalHost,
@@ -14,6 +16,10 @@ from fleetaudit.models import (
     SocketOwner,
     ToolsDisagreement,
 )
+from fleetaudit.parsers.netstat import parse_netstat
+from fleetaudit.parsers.proc_net import parse_proc_net
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 SS, PROC = ListenerSource.SS, ListenerSource.PROC_NET
 
@@ -57,6 +63,23 @@ def test_merged_view_has_one_socket_per_listener_and_keeps_what_only_the_kernel_
               sock(PROC, "0.0.0.0", 4444, pid=9)]
     assert merge_listings(listed, kernel) == [*listed, kernel[2]]
     assert merge_listings([], kernel) == kernel
+
+
+def test_netstat_names_one_process_per_socket_the_fd_map_adds_the_others():
+    # Captured at the same moment (capture_internal_more.sh): a pre-forked parent and two
+    # children sharing one socket on 41020; net-tools' netstat names the parent only.
+    netstat = parse_netstat((FIXTURES / "netstat" / "probe_nettools_root.txt").read_text())
+    kernel = parse_proc_net((FIXTURES / "proc_net" / "probe_root.txt").read_text())
+    manifest = [row.split("\t") for row in
+                (FIXTURES / "proc_net" / "listeners.tsv").read_text().splitlines()[1:]]
+    prefork = {int(pid) for proto, port, pid, _ in manifest if (proto, port) == ("tcp", "41020")}
+    assert len(prefork) == 3
+    [listed] = [s for s in netstat if s.port == 41020]
+    assert len(listed.owners) == 1
+    [merged] = [s for s in merge_listings(netstat, kernel) if s.port == 41020]
+    assert merged.source is ListenerSource.NETSTAT
+    assert {o.pid for o in merged.owners} == prefork
+    assert merged.owners[0] == listed.owners[0]  # the tool's own word is kept as it was
 
 
 def test_missing_pids_say_why_once_per_listener():

@@ -17,7 +17,9 @@ before, and lets the next skip what the answers made unnecessary:
 3. the sha256 of each executable file once (PIDs of one file share it), and the package
    owning each executable, from the package file lists (rpm hosts also verify it here:
    `rpm -Vf PATH`);
-4. dpkg hosts: `dpkg --verify` of those packages.
+4. dpkg hosts: each executable's md5 against its package's md5sums, and the package's
+   version; pacman hosts: `pacman -Qkk` of the packages (both need the owner's name
+   from round 3).
 
 After the scan, `collect_final` runs one more round on the same connection, only for ports
 open from outside that no listener inside explains: a bind() probe and the NAT rules.
@@ -66,6 +68,7 @@ from fleetaudit.probes import (
     integrity_probe,
     nat_probe,
     netstat_probe,
+    pacman_owner_probe,
     proc_net_probe,
     process_probes,
     rpm_owner_probe,
@@ -445,15 +448,16 @@ async def _packages(batch: _Batch, processes: list[ProcessInfo], tools: list[str
     hashes = [exe_hash_probe(group) for group in same_file]
     commands = [batch.command(probe, limit=True) for probe in hashes]
     exes = sorted({p.exe for p in processes if p.exe and _verifiable(p.exe)})
-    manager = "dpkg" if "dpkg" in tools else "rpm" if "rpm" in tools else None
+    manager = next((m for m in ("dpkg", "rpm", "pacman") if m in tools), None)
     if exes and manager is None:
-        batch.notes.append("no package manager found (dpkg, rpm): ownership and integrity "
-                           "not checked")
+        batch.notes.append("no package manager found (dpkg, rpm, pacman): ownership and "
+                           "integrity not checked")
     owner_probe = rpm_verify = None
     if exes and manager is not None:
         queried = sorted({alias for exe in exes for alias in usrmerge_aliases(exe)})
         owner_probe = (dpkg_owner_probe(queried) if manager == "dpkg"
-                       else rpm_owner_probe(queried))
+                       else rpm_owner_probe(queried) if manager == "rpm"
+                       else pacman_owner_probe(queried))
         commands.append(batch.command(owner_probe, limit=True, output=LISTING_OUTPUT))
         if manager == "rpm":
             # rpm verifies by path: no need to wait for the owner's name.
@@ -483,6 +487,8 @@ async def _packages(batch: _Batch, processes: list[ProcessInfo], tools: list[str
     if rpm_verify is not None:
         for result in batch.read(rpm_verify, sections) or []:
             integrity[result.path] = result
+    elif manager == "pacman":
+        integrity = await _pacman_integrity(batch, processes, owners)
     else:
         integrity, versions = await _dpkg_integrity(batch, processes, owners)
         owners = {exe: None if found is None else (found[0], found[1].model_copy(
@@ -525,15 +531,40 @@ async def _dpkg_integrity(batch: _Batch, processes: list[ProcessInfo],
         return {}, {}
     sections = await batch.run(commands)
     versions = (batch.read(versions_probe, sections) or {}) if versions_probe else {}
-    by_alias = {result.path: result
-                for result in (batch.read(probe, sections) or [] if probe else [])}
+    return _per_exe(owners, batch.read(probe, sections) or [] if probe else []), versions
+
+
+def _per_exe(owners: dict[str, tuple[str, PackageOwner] | None],
+             checked: list[IntegrityResult]) -> dict[str, IntegrityResult]:
+    """Results asked by the package's spelling of each path, back under /proc's."""
+    by_alias = {result.path: result for result in checked}
     results = {}
     for exe, found in owners.items():
         if found is not None and found[0] in by_alias:
             result = by_alias[found[0]]
             results[exe] = result if result.path == exe else result.model_copy(
                 update={"path": exe})
-    return results, versions
+    return results
+
+
+async def _pacman_integrity(batch: _Batch, processes: list[ProcessInfo],
+                            owners: dict[str, tuple[str, PackageOwner] | None]
+                            ) -> dict[str, IntegrityResult]:
+    """`pacman -Qkk` of each owning package (the owner's name came with `pacman -Qo`, as did
+    its version), read back per executable as /proc named it."""
+    deleted = {p.exe for p in processes if p.exe_deleted}
+    # The file on disk is no longer the one running: verifying it would vouch for nothing.
+    targets = {found[0]: found[1].name for exe, found in owners.items()
+               if found is not None and exe not in deleted}
+    if not targets:
+        return {}
+    try:
+        probe = integrity_probe("pacman", targets)
+    except ValueError as exc:
+        batch.errors.append(f"integrity not checked: {exc}")
+        return {}
+    sections = await batch.run([batch.command(probe, limit=True, output=LISTING_OUTPUT)])
+    return _per_exe(owners, batch.read(probe, sections) or [])
 
 
 # --- after the scan -------------------------------------------------------------------

@@ -174,11 +174,11 @@ def judge(base: PreflightHost, present: Sequence[str], missing: Sequence[str],
     else:
         wont.append("PIDs of other users' listeners (not privileged): their process "
                     "chain, package and integrity")
-    if "dpkg" in have or "rpm" in have:
-        manager = "dpkg" if "dpkg" in have else "rpm"
-        will.append(f"package owner and integrity of each executable ({manager})")
+    managers = [m for m in ("dpkg", "rpm", "pacman") if m in have]
+    if managers:
+        will.append(f"package owner and integrity of each executable ({managers[0]})")
     else:
-        wont.append("package ownership and integrity (no dpkg or rpm)")
+        wont.append("package ownership and integrity (no dpkg, rpm or pacman)")
     if "sha256sum" not in have and "openssl" not in have:
         wont.append("executable hashes (no sha256sum, no openssl)")
     if "python3" in have or "perl" in have:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -29,14 +29,21 @@ from fleetaudit.models import (
 )
 from fleetaudit.parsers.bindprobe import BIND_PERL, BIND_PYTHON, parse_bind_probe
 from fleetaudit.parsers.hostfacts import parse_host_facts
-from fleetaudit.parsers.integrity import DPKG_PACKAGE, parse_dpkg_md5, parse_rpm_verify
+from fleetaudit.parsers.integrity import (
+    DPKG_PACKAGE,
+    parse_dpkg_md5,
+    parse_pacman_verify,
+    parse_rpm_verify,
+)
 from fleetaudit.parsers.nat import NatReading, parse_nat
 from fleetaudit.parsers.netstat import parse_netstat
 from fleetaudit.parsers.packages import (
     LISTS_DIVERSIONS,
     LISTS_NO_DATABASE,
+    PACMAN_PACKAGE,
     parse_dpkg_lists,
     parse_dpkg_versions,
+    parse_pacman_qo,
     parse_rpm_qf,
     usrmerge_aliases,
 )
@@ -70,7 +77,7 @@ T = TypeVar("T")
 TOOLS = ("ss", "netstat", "lsof", "readlink", "stat", "cat", "dpkg", "rpm")
 # Tools the internal-view probes can use, for a Coverage report: which ones a host lacks.
 INTERNAL_TOOLS = ("ss", "netstat", "busybox", "lsof", "readlink", "stat", "cat", "sha256sum",
-                  "openssl", "md5sum", "getconf", "dpkg", "rpm", "python3", "perl",
+                  "openssl", "md5sum", "getconf", "dpkg", "rpm", "pacman", "python3", "perl",
                   "iptables-save", "ip6tables-save", "nft", "sudo")
 
 
@@ -332,10 +339,7 @@ def dpkg_owner_probe(paths: Sequence[str]) -> Probe[list[PackageLookup]]:
 
 def dpkg_version_probe(packages: Sequence[str]) -> Probe[dict[str, str]]:
     """The installed version of each package (the file lists do not say it)."""
-    wanted = list(dict.fromkeys(packages))
-    for package in wanted:
-        if not isinstance(package, str) or not DPKG_PACKAGE.fullmatch(package):
-            raise ValueError(f"not a dpkg package name: {package!r}")
+    wanted = _package_names(packages, DPKG_PACKAGE, "dpkg")
     return Probe(name="dpkgversion",
                  command="dpkg-query -W -f '${Package}\\t${Version}\\n' -- "
                          f"{' '.join(wanted)} 2>&1",
@@ -352,6 +356,32 @@ def rpm_owner_probe(paths: Sequence[str]) -> Probe[list[PackageLookup]]:
     )
 
 
+# pacman writes its answers to stdout (buffered, flushed when the buffer fills) and its
+# errors to stderr: merged with 2>&1 a buffer flush could split a line. So stdout goes
+# straight out (fd 3) and stderr is kept and printed after it; $s is pacman's status.
+def _pacman(args: str) -> str:
+    return (f"{{ s=0; e=$(pacman {args} 2>&1 >&3) || s=$?; printf '%s\\n' \"$e\"; }} 3>&1")
+
+
+def pacman_owner_probe(paths: Sequence[str]) -> Probe[list[PackageLookup]]:
+    """`pacman -Qo -- PATH...`: owner and version of each path, from the local database."""
+    wanted = list(paths)
+    return Probe(
+        name="pacman",
+        command=_pacman(f"-Qo -- {_quoted(wanted)}"),
+        parse=lambda text: parse_pacman_qo(text, wanted),
+    )
+
+
+def _package_names(names: Iterable[str], pattern: re.Pattern[str], manager: str) -> list[str]:
+    """Each name once, every one checked: it goes into a command line."""
+    unique = list(dict.fromkeys(names))
+    for name in unique:
+        if not isinstance(name, str) or not pattern.fullmatch(name):
+            raise ValueError(f"not a {manager} package name: {name!r}")
+    return unique
+
+
 def integrity_probe(manager: str, targets: Mapping[str, str]) -> Probe[list[IntegrityResult]]:
     """Has the package manager's checksum of each executable changed?
 
@@ -359,17 +389,16 @@ def integrity_probe(manager: str, targets: Mapping[str, str]) -> Probe[list[Inte
     "dpkg" (the file's md5 against the package's md5sums, as `dpkg --verify` and debsums
     compare it, without hashing the package's other files), the path itself (or anything: it
     is ignored) for "rpm" (`rpm -Vf --nodeps --noscripts PATH`: a package's
-    %verifyscript would run as the auditing user otherwise). The result has one IntegrityResult per
-    executable, in `targets`' order: ok, modified (checksum differs), missing, or
-    unknown (not verifiable: no checksum, unreadable, package unknown).
+    %verifyscript would run as the auditing user otherwise), its package name for
+    "pacman" (`pacman -Qkk PKG`, once per package: its files against the package's mtree,
+    checksums included; only the executable's lines are read). The result has one
+    IntegrityResult per executable, in `targets`' order: ok, modified (checksum differs),
+    missing, or unknown (not verifiable: no checksum, unreadable, package unknown).
     """
     exes = list(targets)
     _quoted(exes)
     if manager == "dpkg":
-        packages = list(dict.fromkeys(targets.values()))
-        for package in packages:
-            if not isinstance(package, str) or not DPKG_PACKAGE.fullmatch(package):
-                raise ValueError(f"not a dpkg package name: {package!r}")
+        _package_names(targets.values(), DPKG_PACKAGE, manager)
         owner = dict(targets)
         # The file's md5 and the lines of its package's md5sums (PKG or PKG:ARCH) that may
         # name it, under either usrmerge spelling; one marker per executable, so each
@@ -389,6 +418,14 @@ def integrity_probe(manager: str, targets: Mapping[str, str]) -> Probe[list[Inte
                             f"echo \"@@fa-status $?\"" for i, exe in enumerate(exes))
         return Probe(name="integrity", command=command,
                      parse=lambda text: parse_rpm_verify(text, exes))
+    if manager == "pacman":
+        packages = _package_names(targets.values(), PACMAN_PACKAGE, manager)
+        owned = dict(targets)
+        # Each package once, however many of its executables run: -Qkk checks all its files.
+        command = "; ".join(f"echo '@@fa-verify {i}'; {_pacman(f'-Qkk -- {pkg}')}; "
+                            "echo \"@@fa-status $s\"" for i, pkg in enumerate(packages))
+        return Probe(name="integrity", command=command,
+                     parse=lambda text: parse_pacman_verify(text, owned))
     raise ValueError(f"no integrity check for package manager {manager!r}")
 
 

@@ -178,3 +178,70 @@ def _unknown(exe: str, manager: str, why: str) -> IntegrityResult:
 def _fail(tool: str, lineno: int, line: str, why: str) -> NoReturn:
     shown = line if len(line) <= 120 else line[:120] + "..."
     raise ParseError(f"{tool} output line {lineno}: {why}: {shown!r}")
+
+
+_PACMAN_WARNING = re.compile(r"warning: (?P<pkg>[a-z0-9@._+-]+): (?P<path>/.*) \((?P<why>[^()]*)\)")
+_PACMAN_SUMMARY = re.compile(r"(?P<pkg>[a-z0-9@._+-]+): \d+ total files?, \d+ altered files?")
+# What says the file's content is not the package's; other reasons (Modification time,
+# Permissions, UID, GID mismatch) are detail of an ok file, as rpm's other flags are.
+_PACMAN_CHANGED = ("MD5 checksum mismatch", "SHA256 checksum mismatch", "Size mismatch",
+                   "File type mismatch", "Symlink path mismatch")
+_PACMAN_METADATA = ("Modification time mismatch", "Permissions mismatch", "UID mismatch",
+                    "GID mismatch")
+
+
+def parse_pacman_verify(text: str, targets: Mapping[str, str]) -> list[IntegrityResult]:
+    """`integrity_probe("pacman", ...)` output -> one result per executable, in order.
+
+    `targets` maps each executable to its package; block i answers the i-th distinct
+    package (`pacman -Qkk -- PKG`: every file of it against the package's mtree, sizes
+    and checksums included). pacman prints `warning: PKG: PATH (REASON)` for each
+    failed check of a file, and `PKG: N total files, M altered files` when it checked
+    the package. For the executable: `No such file or directory` -> missing; a
+    checksum, size, type or symlink mismatch -> modified; only metadata mismatches ->
+    ok with them as detail; any other reason (e.g. Permission denied, checksum not
+    computable) -> unknown. No line for it: ok once the summary line is there; unknown
+    otherwise (package not installed, no mtree file, output cut short).
+    """
+    blocks = _blocks(text, "pacman -Qkk")
+    packages = list(dict.fromkeys(targets.values()))
+    results = []
+    for exe, package in targets.items():
+        block = blocks.get(str(packages.index(package)))
+        if block is None:
+            results.append(_unknown(exe, "pacman", "no answer from pacman -Qkk"))
+            continue
+        results.append(_pacman_judge(exe, package, block))
+    return results
+
+
+def _pacman_judge(exe: str, package: str, block: _Block) -> IntegrityResult:
+    names = set(usrmerge_aliases(exe))
+    reasons: list[str] = []
+    checked = False
+    other: list[str] = []
+    for line in block.lines:
+        warning = _PACMAN_WARNING.fullmatch(line)
+        if warning is not None and warning["pkg"] == package:
+            if warning["path"] in names:
+                reasons.append(warning["why"])
+            continue  # another file of the package
+        summary = _PACMAN_SUMMARY.fullmatch(line)
+        if summary is not None and summary["pkg"] == package:
+            checked = True
+        elif not line.startswith("backup file: "):
+            other.append(line)
+    detail = "; ".join(reasons)
+    if "No such file or directory" in reasons:
+        return IntegrityResult(path=exe, status=IntegrityStatus.MISSING, manager="pacman",
+                               detail=detail)
+    if any(why in _PACMAN_CHANGED for why in reasons):
+        return IntegrityResult(path=exe, status=IntegrityStatus.MODIFIED, manager="pacman",
+                               detail=detail)
+    if any(why not in _PACMAN_METADATA for why in reasons):
+        return _unknown(exe, "pacman", detail[:300])
+    if not checked or block.status is None:
+        why = "; ".join(other) if other else "verification cut short"
+        return _unknown(exe, "pacman", why[:300])
+    return IntegrityResult(path=exe, status=IntegrityStatus.OK, manager="pacman",
+                           detail=detail or None)

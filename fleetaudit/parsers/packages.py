@@ -300,3 +300,53 @@ def _rpm_owned(path: str, packages: list[tuple[str, str]]) -> PackageLookup:
 def _fail(tool: str, lineno: int, line: str, why: str) -> NoReturn:
     shown = line if len(line) <= 120 else line[:120] + "..."
     raise ParseError(f"{tool} output line {lineno}: {why}: {shown!r}")
+
+
+PACMAN = "pacman"
+# Arch package names: lowercase alphanumerics and @._+-, not starting with - or .
+PACMAN_PACKAGE = re.compile(r"[a-z0-9@_+][a-z0-9@._+-]*")
+_PACMAN_OWNED = re.compile(rf"(?P<path>/.*) is owned by (?P<name>{PACMAN_PACKAGE.pattern}) "
+                           r"(?P<version>[A-Za-z0-9._+:~-]+)")
+_PACMAN_NOT_OWNED = re.compile(r"error: No package owns (?P<path>/.*)")
+
+
+def parse_pacman_qo(text: str, paths: list[str]) -> list[PackageLookup]:
+    """`pacman -Qo -- PATH...` (stdout, then stderr) -> one lookup per path, in order.
+
+    `PATH is owned by NAME VERSION` (version with its epoch, `1:0.9.1-1`) or
+    `error: No package owns PATH`, each naming its path, so their order does not matter.
+    pacman answers from its database: a deleted file it owns is still owned, and a path
+    no package lists, existing or not, is "not owned". Any other `error:`/`warning:`
+    line (e.g. the database cannot be read) answers nothing: a path without its own
+    line is unknown. Names have no spaces, so a path containing " is owned by " still
+    parses (the last occurrence is pacman's).
+    """
+    asked = set(paths)
+    owners: dict[str, PackageOwner] = {}
+    not_owned: set[str] = set()
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        if (miss := _PACMAN_NOT_OWNED.fullmatch(line)) is not None:
+            if miss["path"] not in asked:
+                _fail("pacman -Qo", lineno, line, "answer for a path not asked")
+            not_owned.add(miss["path"])
+        elif line.startswith(("error: ", "warning: ")):
+            continue
+        elif (own := _PACMAN_OWNED.fullmatch(line)) is not None:
+            if own["path"] not in asked:
+                _fail("pacman -Qo", lineno, line, "answer for a path not asked")
+            # pacman stops at the first owner of a file.
+            owners.setdefault(own["path"], PackageOwner(manager=PACMAN, name=own["name"],
+                                                        version=own["version"]))
+        else:
+            _fail("pacman -Qo", lineno, line, "not a pacman -Qo answer")
+
+    def answer(path: str) -> PackageLookup:
+        if path in owners:
+            return PackageLookup(path=path, manager=PACMAN, owner=owners[path])
+        if path in not_owned:
+            return PackageLookup(path=path, manager=PACMAN, owner=None)
+        return PackageLookup(path=path, manager=None, owner=None)
+
+    return [answer(path) for path in paths]

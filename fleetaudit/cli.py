@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -49,6 +50,7 @@ from fleetaudit.scan.evidence import write_nmap_evidence
 from fleetaudit.transport import HostKeyPolicy, SSHOptions
 
 EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 2, 3, 130
+T = TypeVar("T")
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Audit what really listens on every open port of a fleet.")
@@ -84,13 +86,35 @@ def _write(results: AuditResults, out_dir: Path,
         raise ConfigError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from exc
 
 
+async def _stoppable(work: Awaitable[T]) -> T:
+    """`work`, which SIGTERM (a service manager, `timeout`) cancels as Ctrl-C does, so that
+    its nmap processes stop too; the caller sees KeyboardInterrupt either way."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if task.cancelled() and not _current_task_cancelling():
+            raise KeyboardInterrupt from None  # SIGTERM
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _current_task_cancelling() -> bool:
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
+
+
 def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
            policy: Policy | None = None, fail_on: Severity | None = None) -> int:
     err.print(f"Auditing {len(inventory.hosts)} host(s) from {inventory.source}")
     try:
-        outcome = asyncio.run(run_audit(inventory, options, on_host_done=_show_host))
+        outcome = asyncio.run(_stoppable(run_audit(inventory, options,
+                                                   on_host_done=_show_host)))
     except KeyboardInterrupt:
-        # asyncio.run cancelled the audit first: its nmap processes are stopped.
+        # Ctrl-C or SIGTERM cancelled the audit first: its nmap processes are stopped.
         err.print("[yellow]Interrupted: audit stopped, its nmap processes too; "
                   "no report written.[/]")
         raise typer.Exit(EXIT_INTERRUPTED) from None

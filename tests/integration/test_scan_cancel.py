@@ -1,4 +1,4 @@
-"""Stopping a scan stops its nmap: a cancelled scan task, and Ctrl-C (SIGINT) on
+"""Stopping a scan stops its nmap: a cancelled scan task, and Ctrl-C (SIGINT) or SIGTERM on
 `fleetaudit audit`, leave no nmap process scanning behind.
 
 Loopback only: 127.0.0.1, ports 42100-42199, each probe 1 s apart (--scan-delay), so the
@@ -93,7 +93,8 @@ def test_cancelling_the_scan_task_stops_its_nmap(single_pass_max_hosts):
 
 
 @pytest.mark.timeout(90)
-def test_ctrl_c_during_an_audit_stops_nmap_and_ends_with_a_message(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_during_an_audit_stops_nmap_and_ends_with_a_message(tmp_path, signum):
     out = tmp_path / "out"
     cli = subprocess.Popen(
         [sys.executable, "-m", "fleetaudit", "audit", "--ports", PORTS, "--out", str(out),
@@ -102,7 +103,7 @@ def test_ctrl_c_during_an_audit_stops_nmap_and_ends_with_a_message(tmp_path):
     try:
         started = wait_for(lambda: nmap_children(cli.pid), 30)
         assert started, "nmap never started"
-        os.kill(cli.pid, signal.SIGINT)  # the CLI alone, not its process group
+        os.kill(cli.pid, signum)  # the CLI alone, not its process group
         _, stderr = cli.communicate(timeout=30)
     finally:
         if cli.poll() is None:

@@ -102,6 +102,28 @@ def _framed(item: BatchCommand, nonce: str) -> list[str]:
     return body
 
 
+def build_inline(commands: Sequence[BatchCommand], nonce: str) -> str:
+    """Commands framed as build_script frames them, run one after the other in the
+    calling shell: no subshell each, so no fork each (a subshell costs as much as the
+    small /proc read it wraps). For fixed commands that leave the shell's state alone
+    (no cd, exit, set or variables); no per-command limits: the caller's command, which
+    this becomes, carries them. `split_output(text, nonce)` cuts its output apart.
+    """
+    if not _NONCE.match(nonce):
+        raise ValueError("nonce must be 8-64 alphanumeric characters")
+    lines = []
+    for item in commands:
+        if not _NAME.match(item.name):
+            raise ValueError(f"bad section name {item.name!r}")
+        if item.timeout is not None or item.max_output is not None or item.only_if:
+            raise ValueError(f"{item.name}: inline commands take no limits or conditions")
+        begin = shlex.quote(f"@@fa-{nonce}:begin:{item.name}")
+        end = shlex.quote(f"@@fa-{nonce}:end:{item.name}:")
+        lines += [f"printf '\\n%s\\n' {begin}",
+                  f"{{ {item.command}\n}} </dev/null; printf '\\n%s%s\\n' {end} \"$?\""]
+    return "\n".join(lines)
+
+
 def split_output(output: str, nonce: str) -> dict[str, Section]:
     """Cut a batch's output back into sections; a section cut short keeps what arrived."""
     marker = re.compile(

@@ -37,7 +37,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fleetaudit.batch import TIMED_OUT, BatchCommand, Section, build_script, split_output
+from fleetaudit.batch import (
+    TIMED_OUT,
+    BatchCommand,
+    Section,
+    build_inline,
+    build_script,
+    split_output,
+)
 from fleetaudit.errors import ParseError
 from fleetaudit.models import (
     Coverage,
@@ -84,12 +91,9 @@ MAX_BIND_PORTS = 256
 # costs its own section, not the batch. The transport's timeout bounds the whole batch.
 COMMAND_TIMEOUT = 30
 LISTING_OUTPUT = 32 * 1024 * 1024
-PROCESS_OUTPUT = 1024 * 1024
-# Per PID, only the read of a whole file (the executable, maybe on a hung network mount)
-# gets a time limit, and the reads that can be long a size cap: a `timeout` costs two
-# processes (~2 ms) and a cap one (~0.6 ms) per command, more than a /proc read itself.
-_TIMED_PER_PID = {"sha256"}
-_CAPPED_PER_PID = {"cmdline", "maps", "envnames"}
+# All of one PID's reads, as one command with one time limit (a /proc/PID/cmdline read
+# blocks while the process's memory map is locked) and one size cap.
+PROCESS_OUTPUT = 4 * 1024 * 1024
 
 
 def _has(tool: str) -> str:
@@ -389,24 +393,37 @@ def hidden_owners(sockets: Iterable[Socket], privileged: bool | None) -> list[st
             for (proto, port, address) in sorted(set(bare) - owned)]
 
 
-def _process_command(batch: _Batch, probe: Probe[Any]) -> BatchCommand:
-    kind = probe.name.partition(".")[0]
-    return batch.command(probe, limit=kind in _TIMED_PER_PID,
-                         output=PROCESS_OUTPUT if kind in _CAPPED_PER_PID else None)
-
-
 async def _processes(batch: _Batch, pids: list[int],
                      system: SystemFacts | None) -> tuple[list[ProcessInfo], list[list[int]]]:
-    """Every PID's chain, and the PIDs grouped by the file they run (to hash each once)."""
+    """Every PID's chain, and the PIDs grouped by the file they run (to hash each once).
+
+    One command per PID runs all its reads inline (build_inline): a subshell and markers
+    per read cost more than the reads themselves, ~2 ms each, 11 reads a PID.
+    """
     if not pids:
         return [], []
     bundles = [process_probes(pid, hash_exe=False, maps=batch.options.maps,
                               exe_id=batch.options.hash_exe) for pid in pids]
-    sections = await batch.run([_process_command(batch, p) for b in bundles for p in b.probes])
+    inner = secrets.token_hex(12)
+    outer = await batch.run([
+        BatchCommand(name=f"proc.{b.pid}", max_output=PROCESS_OUTPUT,
+                     timeout=batch.options.command_timeout,
+                     command=build_inline([p.batch_command() for p in b.probes], inner))
+        for b in bundles])
     processes = []
+    sections: dict[str, Section] = {}
     for bundle in bundles:
+        whole = outer.get(f"proc.{bundle.pid}")
+        if whole is not None and whole.exit_status is None:
+            batch.errors.append(f"process {bundle.pid}: reads cut at "
+                                f"{PROCESS_OUTPUT} bytes; kept what arrived")
+        elif whole is not None and whole.exit_status == TIMED_OUT:
+            batch.errors.append(f"process {bundle.pid}: reads ran past "
+                                f"{batch.options.command_timeout}s and were stopped")
+        parts = split_output(whole.text, inner) if whole is not None else {}
+        sections.update(parts)
         try:
-            processes.append(bundle.build(sections, system))
+            processes.append(bundle.build(parts, system))
         except ParseError as exc:
             batch.errors.append(f"process {bundle.pid}: {exc}")
             processes.append(ProcessInfo(pid=bundle.pid, errors=[str(exc)]))

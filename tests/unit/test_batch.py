@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from fleetaudit.batch import TIMED_OUT, BatchCommand, build_script, split_output
+from fleetaudit.batch import TIMED_OUT, BatchCommand, build_inline, build_script, split_output
 
 NONCE = "abcdef0123456789"
 
@@ -160,3 +160,29 @@ def test_helpers_defined_once_serve_every_later_script_of_the_shell():
     assert sections["a"].text == "one\n"
     assert sections["slow"].exit_status == TIMED_OUT
     assert sections["long"].exit_status is None and len(sections["long"].text) <= 10
+
+
+def test_inline_commands_come_back_apart_with_their_status_and_no_forgery():
+    inline = build_inline([
+        BatchCommand(name="a", command="printf 'no newline'"),
+        BatchCommand(name="b", command="false"),
+        BatchCommand(name="c", command="printf 'x\\0y'"),
+        BatchCommand(name="d", command=f"echo '@@fa-{'z' * 16}:end:d:0'; echo after;"),
+    ], NONCE)
+    raw = subprocess.run(["/bin/sh", "-c", f"( {inline} )"], capture_output=True,
+                         check=False).stdout.decode()
+    sections = split_output(raw, NONCE)
+    assert {n: (s.text, s.exit_status) for n, s in sections.items()} == {
+        "a": ("no newline", 0), "b": ("", 1), "c": ("x\0y", 0),
+        "d": (f"@@fa-{'z' * 16}:end:d:0\nafter\n", 0)}
+    # No subshell per command: a variable set by one is seen by the next.
+    shared = build_inline([BatchCommand(name="set", command="v=1"),
+                           BatchCommand(name="get", command="echo $v")], NONCE)
+    out = subprocess.run(["/bin/sh", "-c", shared], capture_output=True, text=True).stdout
+    assert split_output(out, NONCE)["get"].text == "1\n"
+
+
+def test_inline_commands_take_no_limits():
+    for bad in ({"timeout": 5}, {"max_output": 10}, {"only_if": "true"}):
+        with pytest.raises(ValueError):
+            build_inline([BatchCommand(name="x", command="true", **bad)], NONCE)

@@ -13,7 +13,9 @@ before, and lets the next skip what the answers made unnecessary:
    socket; a host may have no tool at all); where ss left out a listener, one extra
    round maps just those sockets to their owners;
 2. the process chain of every listening PID (exe, cmdline, owner, status, start time,
-   cwd, mapped files, environment names, cgroup, netns) and which file each runs;
+   cwd, mapped files, environment names, cgroup, netns) and which file each runs: one
+   command per kind of file for all PIDs, and the links and cmdline of a group of PIDs
+   inline in one command, since a process start costs more than the read it makes;
 3. the sha256 of each executable file once (PIDs of one file share it), and the package
    owning each executable, from the package file lists (rpm hosts also verify it here:
    `rpm -Vf PATH`);
@@ -77,7 +79,7 @@ from fleetaudit.probes import (
     netstat_probe,
     pacman_owner_probe,
     proc_net_probe,
-    process_probes,
+    process_batch,
     rpm_owner_probe,
     ss_probe,
     tools_probe,
@@ -91,9 +93,9 @@ MAX_BIND_PORTS = 256
 # costs its own section, not the batch. The transport's timeout bounds the whole batch.
 COMMAND_TIMEOUT = 30
 LISTING_OUTPUT = 32 * 1024 * 1024
-# All of one PID's reads, as one command with one time limit (a /proc/PID/cmdline read
-# blocks while the process's memory map is locked) and one size cap.
-PROCESS_OUTPUT = 4 * 1024 * 1024
+# The listening PIDs' reads, a group of PIDs a command, with one time limit (a
+# /proc/PID/cmdline read blocks while the process's memory map is locked) and one cap.
+PROCESS_OUTPUT = 64 * 1024 * 1024
 
 
 def _has(tool: str) -> str:
@@ -397,46 +399,55 @@ async def _processes(batch: _Batch, pids: list[int],
                      system: SystemFacts | None) -> tuple[list[ProcessInfo], list[list[int]]]:
     """Every PID's chain, and the PIDs grouped by the file they run (to hash each once).
 
-    One command per PID runs all its reads inline (build_inline): a subshell and markers
-    per read cost more than the reads themselves, ~2 ms each, 11 reads a PID.
+    Starting a process costs more than the /proc read it makes (~1.5 ms a process here):
+    the files every PID needs are read for all PIDs by one command per kind
+    (process_batch), and each PID's own command runs its links and cmdline inline
+    (build_inline: no subshell per read).
     """
     if not pids:
         return [], []
-    bundles = [process_probes(pid, hash_exe=False, maps=batch.options.maps,
-                              exe_id=batch.options.hash_exe) for pid in pids]
+    reads = process_batch(pids, maps=batch.options.maps, exe_id=batch.options.hash_exe)
     inner = secrets.token_hex(12)
+    # A group of PIDs a command, every read inline: one time limit and one size cap a
+    # group (each costs processes too); a read that hangs stops only its group's later
+    # reads, and what came before it is kept.
     outer = await batch.run([
-        BatchCommand(name=f"proc.{b.pid}", max_output=PROCESS_OUTPUT,
+        BatchCommand(name=f"procs.{n}", max_output=PROCESS_OUTPUT,
                      timeout=batch.options.command_timeout,
-                     command=build_inline([p.batch_command() for p in b.probes], inner))
-        for b in bundles])
+                     command=build_inline([p.batch_command() for p in chunk], inner))
+        for n, chunk in enumerate(reads.chunks)])
+    parts: dict[str, Section] = {}
+    for n in range(len(reads.chunks)):
+        whole = outer.get(f"procs.{n}")
+        if whole is None:
+            continue
+        if whole.exit_status is None:
+            batch.errors.append(f"procs.{n}: reads cut at {PROCESS_OUTPUT} bytes; "
+                                "kept what arrived")
+        elif whole.exit_status == TIMED_OUT:
+            batch.errors.append(f"procs.{n}: reads ran past "
+                                f"{batch.options.command_timeout}s and were stopped; "
+                                "kept what arrived")
+        parts.update(split_output(whole.text, inner))
+    sections, failed = reads.sections(parts)
+    batch.errors += failed
     processes = []
-    sections: dict[str, Section] = {}
-    for bundle in bundles:
-        whole = outer.get(f"proc.{bundle.pid}")
-        if whole is not None and whole.exit_status is None:
-            batch.errors.append(f"process {bundle.pid}: reads cut at "
-                                f"{PROCESS_OUTPUT} bytes; kept what arrived")
-        elif whole is not None and whole.exit_status == TIMED_OUT:
-            batch.errors.append(f"process {bundle.pid}: reads ran past "
-                                f"{batch.options.command_timeout}s and were stopped")
-        parts = split_output(whole.text, inner) if whole is not None else {}
-        sections.update(parts)
+    for pid in reads.pids:
         try:
-            processes.append(bundle.build(parts, system))
+            processes.append(reads.bundles[pid].build(sections[pid], system))
         except ParseError as exc:
-            batch.errors.append(f"process {bundle.pid}: {exc}")
-            processes.append(ProcessInfo(pid=bundle.pid, errors=[str(exc)]))
+            batch.errors.append(f"process {pid}: {exc}")
+            processes.append(ProcessInfo(pid=pid, errors=[str(exc)]))
     if not batch.options.hash_exe:
         return processes, []
     groups: dict[tuple[int, int] | int, list[int]] = {}
-    for pid in pids:
-        probe = exe_id_probe(pid)
-        section = sections.get(probe.name)
+    for pid in reads.pids:
+        identity = exe_id_probe(pid)
+        section = sections[pid].get(identity.name)
         try:
-            file_id = probe.read(section) if section is not None else None
+            file_id = identity.read(section) if section is not None else None
         except ParseError as exc:
-            batch.errors.append(f"{probe.name}: {exc}")
+            batch.errors.append(f"{identity.name}: {exc}")
             file_id = None
         # Unknown file: hashed on its own (the read will likely be refused too).
         groups.setdefault(file_id if file_id is not None else pid, []).append(pid)

@@ -54,6 +54,12 @@ from fleetaudit.parsers.proc import (
     parse_stat_owner,
 )
 from fleetaudit.parsers.proc_net import parse_fd_map, parse_proc_net
+from fleetaudit.parsers.procbatch import (
+    parse_env_records,
+    parse_maps_paths,
+    parse_proc_texts,
+    parse_stat_lines,
+)
 from fleetaudit.parsers.process import (
     ENV_NAME,
     SECRET_NAME,
@@ -259,6 +265,126 @@ def process_probes(pid: int, *, hash_exe: bool = True, maps: bool = True,
                             command=f"cut -d' ' -f6- /proc/{p}/maps | sort -u",
                             parse=parse_maps))
     return ProcessProbes(pid=p, probes=probes)
+
+
+# The reads each PID needs, made for all PIDs by one command each (see
+# fleetaudit.parsers.procbatch): kind -> (command over the PIDs' paths, reader).
+_SHARED_KINDS = ("status", "stat", "cgroup", "owner", "exeid", "envnames", "maps")
+# Read per PID, inline in one command: readlink takes one path on busybox, and cmdline's
+# NUL-separated text keeps its exact bytes only through cat.
+_OWN_KINDS = ("exe", "cwd", "netns", "cmdline")
+
+
+@dataclass(frozen=True)
+class ProcessBatch:
+    """Every PID's chain, read with few processes: one command per kind of file for a
+    group of PIDs (`shared`), and each PID's links and cmdline (`own`).
+
+    Run each of `chunks` as one command (build_inline: no subshell per read), then
+    `build(parts, system)` with every part's section by name: each PID gets the text its
+    own per-file command would have printed, assembled as ProcessProbes does.
+    """
+
+    pids: list[int]
+    bundles: dict[int, ProcessProbes]
+    shared: list[Probe[dict[Any, str]]]
+    chunks: list[list[Probe[Any]]]
+
+    def own(self, pid: int) -> list[Probe[Any]]:
+        return [p for p in self.bundles[pid].probes if p.name.partition(".")[0] in _OWN_KINDS]
+
+    def sections(self, parts: Mapping[str, Section]) -> tuple[dict[int, dict[str, Section]],
+                                                              list[str]]:
+        """Per PID, a section for each of its reads, as its own commands would have given;
+        and the shared reads that could not be parsed."""
+        texts: dict[int, dict[str, str]] = {}
+        failed: list[str] = []
+        for probe in self.shared:
+            section = parts.get(probe.name)
+            if section is None:
+                continue  # each PID's build says "no output" for that kind
+            kind = probe.name.partition(".")[0]
+            try:
+                read = probe.read(section)
+            except ParseError as exc:
+                failed.append(f"{probe.name}: {exc}")
+                continue
+            for key, text in read.items():
+                pid, part = key if isinstance(key, tuple) else (key, kind)
+                texts.setdefault(pid, {})[part] = text
+        out: dict[int, dict[str, Section]] = {}
+        for pid in self.pids:
+            out[pid] = {p.name: parts[p.name] for p in self.own(pid) if p.name in parts}
+            for kind, text in texts.get(pid, {}).items():
+                out[pid][f"{kind}.{pid}"] = Section(name=f"{kind}.{pid}", text=text,
+                                                    exit_status=0)
+        return out, failed
+
+    def build(self, parts: Mapping[str, Section],
+              system: SystemFacts | None) -> list[ProcessInfo]:
+        sections, failed = self.sections(parts)
+        out = []
+        for pid in self.pids:
+            info = self.bundles[pid].build(sections[pid], system)
+            out.append(info.model_copy(update={"errors": [*info.errors, *failed]})
+                       if failed else info)
+        return out
+
+
+def process_batch(pids: Sequence[int], *, maps: bool = True,
+                  exe_id: bool = True) -> ProcessBatch:
+    """The reads of `process_probes` for many PIDs, with a process per kind, not per read.
+
+    A shared read runs once for a group of PIDs; a parse error in one loses that kind for
+    those PIDs (said in each ProcessInfo.errors), never the other kinds.
+    """
+    wanted = list(dict.fromkeys(_pid(pid) for pid in pids))
+    bundles = {pid: process_probes(pid, hash_exe=False, maps=maps, exe_id=exe_id)
+               for pid in wanted}
+    shared: list[Probe[dict[Any, str]]] = []
+    chunks: list[list[Probe[Any]]] = []
+    # A time-limited command reaches the host as one `sh -c` argument, which Linux caps
+    # at 128 KiB; a group's reads stay well under it.
+    for n, start in enumerate(range(0, len(wanted), _PIDS_PER_READ)):
+        group = wanted[start:start + _PIDS_PER_READ]
+        reads = _shared_reads(group, n, maps=maps, exe_id=exe_id)
+        shared += reads
+        chunks.append([*reads, *(p for pid in group for p in bundles[pid].probes
+                                 if p.name.partition(".")[0] in _OWN_KINDS)])
+    return ProcessBatch(pids=wanted, bundles=bundles, shared=shared, chunks=chunks)
+
+
+_PIDS_PER_READ = 64
+
+
+def _shared_reads(pids: list[int], n: int, *, maps: bool,
+                  exe_id: bool) -> list[Probe[dict[Any, str]]]:
+    proc = [f"/proc/{pid}" for pid in pids]
+    texts = " ".join(f"{d}/status {d}/stat {d}/cgroup" for d in proc)
+    reads: list[Probe[dict[Any, str]]] = [
+        Probe(name=f"proctexts.{n}", command=f"grep -aH '' -- {texts} 2>/dev/null; true",
+              parse=lambda text: parse_proc_texts(text, pids)),
+        Probe(name=f"owner.{n}",
+              command=f"stat -c '%n %u %U' -- {' '.join(proc)} 2>/dev/null; true",
+              parse=lambda text: parse_stat_lines(text, pids, exe=False)),
+        Probe(name=f"envnames.{n}",
+              command=("grep -azHo '^[A-Za-z_][A-Za-z0-9_]*=' -- "
+                       f"{' '.join(d + '/environ' for d in proc)} 2>/dev/null; true"),
+              parse=lambda text: parse_env_records(text, pids)),
+    ]
+    if exe_id:
+        reads.append(Probe(
+            name=f"exeid.{n}",
+            command=(f"stat -L -c '%n %d %i' -- {' '.join(d + '/exe' for d in proc)} "
+                     "2>/dev/null; true"),
+            parse=lambda text: parse_stat_lines(text, pids, exe=True)))
+    if maps:
+        reads.append(Probe(
+            name=f"maps.{n}",
+            command=(f"grep -Ho ' /.*' -- {' '.join(d + '/maps' for d in proc)} 2>/dev/null "
+                     "| sort -u; true"),
+            parse=lambda text: parse_maps_paths(text, pids)))
+    return reads
 
 
 def exe_id_probe(pid: int) -> Probe[tuple[int, int] | None]:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from fleetaudit.batch import Section, build_inline, split_output
+from fleetaudit.models import ProcessInfo
 from fleetaudit.probes import (
     Probe,
     dpkg_owner_probe,
@@ -22,6 +24,7 @@ from fleetaudit.probes import (
     host_facts_probe,
     integrity_probe,
     proc_net_probe,
+    process_batch,
     process_probes,
 )
 from tests.integration.test_probes_local import Listener, listener  # noqa: F401
@@ -43,18 +46,31 @@ def applets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def on_busybox(probe: Probe[object], applets: Path) -> object:
-    done = subprocess.run([str(applets / "sh"), "-c",
-                           f"LC_ALL=C; export LC_ALL; ( {probe.command} )"],
-                          capture_output=True, text=True, timeout=120, check=False,
-                          stdin=subprocess.DEVNULL, env={"PATH": str(applets)})
-    return probe.parse(done.stdout)
+    return probe.parse(shell_output(probe.command, applets))
+
+
+def shell_output(command: str, applets: Path | None) -> str:
+    argv = [str(applets / "sh") if applets else "/bin/sh", "-c",
+            f"LC_ALL=C; export LC_ALL; ( {command} )"]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False,
+                          stdin=subprocess.DEVNULL,
+                          env={"PATH": str(applets)} if applets else None).stdout
 
 
 def on_full_tools(probe: Probe[object]) -> object:
-    done = subprocess.run(["/bin/sh", "-c", f"LC_ALL=C; export LC_ALL; ( {probe.command} )"],
-                          capture_output=True, text=True, timeout=120, check=False,
-                          stdin=subprocess.DEVNULL)
-    return probe.parse(done.stdout)
+    return probe.parse(shell_output(probe.command, None))
+
+
+def batch_read(pids: list[int], applets: Path | None) -> list[ProcessInfo]:
+    """process_batch as collection runs it: each chunk of reads inline, one command."""
+    reads = process_batch(pids)
+    parts: dict[str, Section] = {}
+    for chunk in reads.chunks:
+        text = shell_output(build_inline([p.batch_command() for p in chunk], "busyboxnonce1234"),
+                            applets)
+        parts.update(split_output(text, "busyboxnonce1234"))
+    return [info.model_copy(update={"libraries": sorted(info.libraries, key=lambda m: m.path)})
+            for info in reads.build(parts, None)]
 
 
 def test_busybox_has_no_coreutils_here(applets: Path) -> None:
@@ -73,6 +89,13 @@ def test_process_chain_and_file_identity(applets: Path, listener: Listener) -> N
     bundle = process_probes(listener.pid, hash_exe=False, exe_id=True)
     for probe in bundle.probes:
         assert on_busybox(probe, applets) == on_full_tools(probe), probe.name
+
+
+def test_many_pids_read_at_once(applets: Path, listener: Listener) -> None:  # noqa: F811
+    pids = [listener.pid, 1]
+    found = batch_read(pids, applets)
+    assert found == batch_read(pids, None)
+    assert found[0].exe == "/usr/bin/python3.11" and found[0].env_names and found[0].libraries
 
 
 def test_hash_without_openssl_is_busybox_sha256sum(applets: Path, listener: Listener) -> None:  # noqa: F811

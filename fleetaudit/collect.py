@@ -71,7 +71,6 @@ from fleetaudit.probes import (
     dpkg_owner_probe,
     dpkg_version_probe,
     exe_hash_probe,
-    exe_id_probe,
     fd_map_probe,
     host_facts_probe,
     integrity_probe,
@@ -400,9 +399,8 @@ async def _processes(batch: _Batch, pids: list[int],
     """Every PID's chain, and the PIDs grouped by the file they run (to hash each once).
 
     Starting a process costs more than the /proc read it makes (~1.5 ms a process here):
-    the files every PID needs are read for all PIDs by one command per kind
-    (process_batch), and each PID's own command runs its links and cmdline inline
-    (build_inline: no subshell per read).
+    for a group of PIDs, each kind of file is read by one command for all of them and
+    each PID's links and cmdline inline (process_batch), all as one command.
     """
     if not pids:
         return [], []
@@ -429,29 +427,9 @@ async def _processes(batch: _Batch, pids: list[int],
                                 f"{batch.options.command_timeout}s and were stopped; "
                                 "kept what arrived")
         parts.update(split_output(whole.text, inner))
-    sections, failed = reads.sections(parts)
-    batch.errors += failed
-    processes = []
-    for pid in reads.pids:
-        try:
-            processes.append(reads.bundles[pid].build(sections[pid], system))
-        except ParseError as exc:
-            batch.errors.append(f"process {pid}: {exc}")
-            processes.append(ProcessInfo(pid=pid, errors=[str(exc)]))
-    if not batch.options.hash_exe:
-        return processes, []
-    groups: dict[tuple[int, int] | int, list[int]] = {}
-    for pid in reads.pids:
-        identity = exe_id_probe(pid)
-        section = sections[pid].get(identity.name)
-        try:
-            file_id = identity.read(section) if section is not None else None
-        except ParseError as exc:
-            batch.errors.append(f"{identity.name}: {exc}")
-            file_id = None
-        # Unknown file: hashed on its own (the read will likely be refused too).
-        groups.setdefault(file_id if file_id is not None else pid, []).append(pid)
-    return processes, list(groups.values())
+    found = reads.read(parts, system)
+    batch.errors += found.errors
+    return found.processes, found.same_file if batch.options.hash_exe else []
 
 
 def _with_hashes(batch: _Batch, processes: list[ProcessInfo], probes: list[Probe[Any]],

@@ -267,9 +267,6 @@ def process_probes(pid: int, *, hash_exe: bool = True, maps: bool = True,
     return ProcessProbes(pid=p, probes=probes)
 
 
-# The reads each PID needs, made for all PIDs by one command each (see
-# fleetaudit.parsers.procbatch): kind -> (command over the PIDs' paths, reader).
-_SHARED_KINDS = ("status", "stat", "cgroup", "owner", "exeid", "envnames", "maps")
 # Read per PID, inline in one command: readlink takes one path on busybox, and cmdline's
 # NUL-separated text keeps its exact bytes only through cat.
 _OWN_KINDS = ("exe", "cwd", "netns", "cmdline")
@@ -281,7 +278,7 @@ class ProcessBatch:
     group of PIDs (`shared`), and each PID's links and cmdline (`own`).
 
     Run each of `chunks` as one command (build_inline: no subshell per read), then
-    `build(parts, system)` with every part's section by name: each PID gets the text its
+    `read(parts, system)` with every part's section by name: each PID gets the text its
     own per-file command would have printed, assembled as ProcessProbes does.
     """
 
@@ -320,15 +317,35 @@ class ProcessBatch:
                                                     exit_status=0)
         return out, failed
 
-    def build(self, parts: Mapping[str, Section],
-              system: SystemFacts | None) -> list[ProcessInfo]:
+    def read(self, parts: Mapping[str, Section], system: SystemFacts | None) -> BatchRead:
+        """Every PID's ProcessInfo, the PIDs grouped by the file they run (so that each
+        file is hashed once; a PID whose file is unknown stands alone), and the shared
+        reads that could not be parsed (each PID of them also says so)."""
         sections, failed = self.sections(parts)
-        out = []
+        processes = []
+        groups: dict[tuple[int, int] | int, list[int]] = {}
         for pid in self.pids:
-            info = self.bundles[pid].build(sections[pid], system)
-            out.append(info.model_copy(update={"errors": [*info.errors, *failed]})
-                       if failed else info)
-        return out
+            try:
+                info = self.bundles[pid].build(sections[pid], system)
+            except ParseError as exc:
+                info = ProcessInfo(pid=pid, errors=[str(exc)])
+            processes.append(info.model_copy(update={"errors": [*info.errors, *failed]})
+                             if failed else info)
+            identity = exe_id_probe(pid)
+            section = sections[pid].get(identity.name)
+            try:
+                file_id = identity.read(section) if section is not None else None
+            except ParseError:
+                file_id = None  # the ProcessInfo's errors already say why
+            groups.setdefault(file_id if file_id is not None else pid, []).append(pid)
+        return BatchRead(processes=processes, same_file=list(groups.values()), errors=failed)
+
+
+@dataclass(frozen=True)
+class BatchRead:
+    processes: list[ProcessInfo]
+    same_file: list[list[int]]
+    errors: list[str]
 
 
 def process_batch(pids: Sequence[int], *, maps: bool = True,

@@ -70,7 +70,7 @@ def batch_read(pids: list[int], applets: Path | None) -> list[ProcessInfo]:
                             applets)
         parts.update(split_output(text, "busyboxnonce1234"))
     return [info.model_copy(update={"libraries": sorted(info.libraries, key=lambda m: m.path)})
-            for info in reads.build(parts, None)]
+            for info in reads.read(parts, None).processes]
 
 
 def test_busybox_has_no_coreutils_here(applets: Path) -> None:

@@ -43,7 +43,7 @@ def parts() -> dict[str, Section]:
 
 
 def by_batch() -> dict[int, ProcessInfo]:
-    return {info.pid: info for info in process_batch(ORDER).build(parts(), SYSTEM)}
+    return {info.pid: info for info in process_batch(ORDER).read(parts(), SYSTEM).processes}
 
 
 def by_single_reads() -> dict[int, ProcessInfo]:
@@ -86,7 +86,9 @@ def test_environment_values_never_crossed() -> None:
 
 def test_a_read_that_cannot_be_parsed_loses_its_kind_only() -> None:
     broken = {**parts(), "maps.0": Section(name="maps.0", text="garbage", exit_status=0)}
-    env = next(i for i in process_batch(ORDER).build(broken, SYSTEM) if i.pid == PIDS["env"])
+    found = process_batch(ORDER).read(broken, SYSTEM)
+    env = next(i for i in found.processes if i.pid == PIDS["env"])
+    assert [e.partition(":")[0] for e in found.errors] == ["maps.0"]
     assert env.exe == "/usr/bin/python3.11" and env.env_names and not env.libraries
     assert any(e.startswith("maps.0: ") for e in env.errors)
 
@@ -102,6 +104,15 @@ def test_a_read_that_cannot_be_parsed_loses_its_kind_only() -> None:
 def test_garbage_is_a_parse_error(parse, text) -> None:
     with pytest.raises(ParseError):
         parse(text)
+
+
+def test_pids_of_one_file_are_grouped_to_be_hashed_once() -> None:
+    groups = process_batch(ORDER).read(parts(), SYSTEM).same_file
+    # The two python3.11 PIDs run one file; the deleted copy is another; the exited PID,
+    # whose file is unknown, stands alone.
+    assert sorted(map(sorted, groups)) == sorted(
+        [sorted([PIDS["env"], PIDS["comm_newline"], PIDS["same_file_a"]]), [PIDS["deleted"]],
+         [PIDS["gone"]]])
 
 
 def test_many_pids_are_read_in_commands_linux_accepts() -> None:

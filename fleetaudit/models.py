@@ -11,7 +11,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 RESULTS_SCHEMA_VERSION = 1
@@ -37,10 +37,17 @@ class Connection(StrEnum):
 
 
 class InventoryHost(Model):
+    """One host as the inventory describes it; what it leaves unsaid is SSH's to decide.
+
+    `port` and `user` stay None unless the inventory sets them, so ssh_config's Port and
+    User (else 22 and the local user) apply as they do for Ansible: never a silent root.
+    """
+
     name: str
+    # What SSH is asked to reach: ansible_host, else the name (ssh_config may map it on).
     address: str
-    port: Port = 22
-    user: str = "root"
+    port: Port | None = None
+    user: str | None = None
     key_file: str | None = None
     groups: list[str] = []
     connection: Connection = Connection.SSH
@@ -51,11 +58,31 @@ class InventoryHost(Model):
     # login user reads what it may, sudo gives the rest; no password is ever sent.
     become: bool = False
     become_user: str | None = None
+    # OpenSSH ProxyJump: `[user@]host[:port][,...]`, from ansible_ssh_common_args or
+    # ansible_ssh_extra_args (`-J` or `-o ProxyJump=`); ssh_config may add one too.
+    jump: str | None = None
+    # The effective variables, as `ansible-inventory --list` shows them in hostvars.
+    variables: dict[str, JsonValue] = {}
+    # Where each connection field came from: field -> "FILE:LINE VARIABLE".
+    origins: dict[str, str] = {}
+    # Things the user should know about this host's entry (a templated variable...).
+    notes: list[str] = []
+    # Variables fleetaudit needs but cannot use as written (a Jinja template, an
+    # unsupported connection): the host is listed, never contacted.
+    unresolved: list[str] = []
+
+
+class InventoryGroup(Model):
+    name: str
+    hosts: list[str] = []  # direct members, in the order the sources named them
+    children: list[str] = []
 
 
 class Inventory(Model):
     source: str
     hosts: list[InventoryHost]
+    groups: list[InventoryGroup] = []
+    warnings: list[str] = []
 
 
 # --- running commands ------------------------------------------------------

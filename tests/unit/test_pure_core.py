@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+import fleetaudit.inventory
 import fleetaudit.parsers
 import fleetaudit.policy
 import fleetaudit.report
@@ -15,7 +16,8 @@ import fleetaudit.report
 PURE = sorted({
     "fleetaudit.models", "fleetaudit.errors", "fleetaudit.batch", "fleetaudit.inventory",
     "fleetaudit.probes", "fleetaudit.reconcile",
-    *(m.name for package in (fleetaudit.parsers, fleetaudit.policy, fleetaudit.report)
+    *(m.name for package in (fleetaudit.parsers, fleetaudit.policy, fleetaudit.report,
+                             fleetaudit.inventory)
       for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")),
 })
 FORBIDDEN = {"asyncssh", "nmap", "subprocess", "typer", "asyncio.subprocess"}
@@ -23,7 +25,8 @@ FORBIDDEN = {"asyncssh", "nmap", "subprocess", "typer", "asyncio.subprocess"}
 
 def test_the_parsers_are_all_found():
     assert {"fleetaudit.parsers.ss", "fleetaudit.parsers.nmap", "fleetaudit.parsers.proc_net",
-            "fleetaudit.report.html", "fleetaudit.policy.rules"} <= set(PURE)
+            "fleetaudit.report.html", "fleetaudit.policy.rules",
+            "fleetaudit.inventory.ini", "fleetaudit.inventory.files"} <= set(PURE)
 
 
 @pytest.mark.parametrize("module", PURE)

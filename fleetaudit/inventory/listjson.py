@@ -1,0 +1,86 @@
+"""The JSON that inventory scripts print for `--list`, and `ansible-inventory --list` saves.
+
+This is how every cloud inventory (aws_ec2, gcp_compute, netbox...) reaches fleetaudit:
+`ansible-inventory -i PLUGIN.yml --list > inventory.json`. Groups map to a list of
+hosts or to `{hosts, vars, children}`; `_meta.hostvars` holds each host's variables.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleetaudit.inventory.data import GraphError, InventoryData
+from fleetaudit.inventory.ranges import RangeError
+
+
+class ListJsonError(ValueError):
+    pass
+
+
+def is_list_json(document: Any) -> bool:
+    """Saved `--list` output, not a YAML inventory: it has `_meta` (always, from
+    ansible-inventory), which a YAML inventory cannot have as a group."""
+    return isinstance(document, dict) and "_meta" in document
+
+
+def parse_list_json(document: Any, source: str, data: InventoryData) -> None:
+    if not isinstance(document, dict):
+        raise ListJsonError("inventory script output must be a JSON object of groups")
+    where = f"{source}"
+    meta = document.get("_meta") or {}
+    if not isinstance(meta, dict):
+        raise ListJsonError("_meta must be an object")
+    hostvars = meta.get("hostvars") or {}
+    if not isinstance(hostvars, dict):
+        raise ListJsonError("_meta.hostvars must be an object of hosts")
+    try:
+        for name, body in document.items():
+            if name == "_meta":
+                continue
+            _group(str(name), body, where, data)
+        for name, variables in hostvars.items():
+            if not isinstance(variables, dict):
+                raise ListJsonError(f"_meta.hostvars.{name} must be an object")
+            host = data.hosts.get(str(name))
+            if host is None:
+                continue  # as Ansible: variables of a host that no group names are unused
+            for key, value in variables.items():
+                data.set_host_var(host, str(key), _decoded(value),
+                                  f"{where} (_meta.hostvars)")
+    except (GraphError, RangeError) as exc:
+        raise ListJsonError(str(exc)) from exc
+
+
+def _group(name: str, body: Any, where: str, data: InventoryData) -> None:
+    data.add_group(name)
+    if not isinstance(body, dict):
+        body = {"hosts": body}
+    elif not any(key in body for key in ("hosts", "vars", "children")):
+        body = {"hosts": [name], "vars": body}  # Ansible's reading of a malformed group
+    hosts = body.get("hosts") or []
+    if not isinstance(hosts, list):
+        raise ListJsonError(f"group {name!r}: hosts must be a list")
+    for host in hosts:
+        data.add_host(str(host), name, None, where)
+    variables = body.get("vars") or {}
+    if not isinstance(variables, dict):
+        raise ListJsonError(f"group {name!r}: vars must be an object")
+    for key, value in variables.items():
+        data.set_group_var(name, str(key), _decoded(value), f"{where} (group {name} vars)")
+    children = body.get("children") or []
+    if not isinstance(children, list):
+        raise ListJsonError(f"group {name!r}: children must be a list")
+    for child in children:
+        data.add_group(str(child))
+        data.add_child(name, str(child))
+
+
+def _decoded(value: Any) -> Any:
+    """ansible-inventory's JSON marks `!unsafe` strings; the text is what they hold."""
+    if isinstance(value, dict):
+        if len(value) == 1 and "__ansible_unsafe" in value:
+            return value["__ansible_unsafe"]
+        return {key: _decoded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_decoded(item) for item in value]
+    return value

@@ -437,8 +437,13 @@ def test_a_limit_matching_nothing_is_an_error(tmp_path, limit):
         load_inventories([write(tmp_path, "hosts", LIMIT)], limit=limit)
 
 
-def test_committed_example_inventory_parses():
-    assert load_inventory(ROOT / "inventories" / "example.yml").hosts
+def test_committed_example_inventories_are_the_same_fleet():
+    def view(name):
+        inventory = load_inventory(ROOT / "inventories" / name)
+        return {h.name: (sorted(h.groups), h.variables, h.connection) for h in inventory.hosts}
+
+    assert view("example.yml") == view("example.ini")
+    assert len(view("example.ini")) == 4
 
 
 def test_scripts_need_the_executable_bit_not_a_shebang(tmp_path):

@@ -9,9 +9,11 @@ not be fully audited; the report says why).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
+import sys
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -19,10 +21,14 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Column, Table
+from rich.text import Text
 
 from fleetaudit import lab
 from fleetaudit.errors import ConfigError, FleetAuditError, LabError
-from fleetaudit.inventory import load_inventory
+from fleetaudit.inventory import load_inventories
+from fleetaudit.inventory.listing import as_ansible_list, as_table
+from fleetaudit.inventory_script import run_inventory_script
 from fleetaudit.models import (
     AuditResults,
     Connection,
@@ -47,6 +53,7 @@ from fleetaudit.report import (
 from fleetaudit.scan import Profile
 from fleetaudit.scan.command import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
 from fleetaudit.scan.evidence import write_nmap_evidence
+from fleetaudit.ssh_target import SSHTarget, local_user, resolve_target
 from fleetaudit.transport import HostKeyPolicy, SSHOptions
 
 EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 2, 3, 130
@@ -154,8 +161,12 @@ def _fail(exc: FleetAuditError) -> typer.Exit:
 
 @app.command()
 def audit(
-    inventory: Annotated[Path | None, typer.Argument(
-        help="Ansible-style YAML inventory. Without it, audit this machine (no SSH).")] = None,
+    inventory: Annotated[list[Path] | None, typer.Argument(
+        help="Ansible inventories (INI, YAML, folders, scripts, saved --list JSON); several "
+             "merge as repeated -i do. Without one, audit this machine (no SSH).")] = None,
+    limit: Annotated[str | None, typer.Option(
+        "--limit", "-l", help="Ansible host pattern: web,db  web:&prod  all:!web03  ~db\\d+")
+    ] = None,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Where results.json and index.html go (default: reports/<time>)")
     ] = None,
@@ -187,6 +198,10 @@ def audit(
         help="Extra nmap timing/intensity option from an allowlist (repeatable), "
              "e.g. --nmap-arg=-T4 --nmap-arg=--max-retries=2")] = None,
     connect_timeout: Annotated[float, typer.Option(min=1.0, help="SSH connect timeout, s")] = 10.0,
+    ssh_config: Annotated[Path | None, typer.Option(
+        "--ssh-config", metavar="FILE",
+        help="OpenSSH client config (default: ~/.ssh/config if present): Host, HostName, "
+             "User, Port, IdentityFile, ProxyJump, UserKnownHostsFile...")] = None,
     policy_file: Annotated[Path | None, typer.Option(
         "--policy", metavar="FILE",
         help="Compliance policy (YAML) (default: the built-in baseline)")] = None,
@@ -197,13 +212,13 @@ def audit(
 ) -> None:
     """Scan the fleet from outside, look inside every host, and reconcile the two."""
     try:
-        inv = load_inventory(inventory) if inventory else local_inventory()
+        inv = _load(inventory, limit) if inventory else local_inventory()
         policy = load_policy(policy_file) if policy_file else baseline_policy()
     except ConfigError as exc:
         raise _fail(exc) from exc
     options = AuditOptions(
         ssh=SSHOptions(known_hosts=known_hosts, host_key_policy=host_key_policy,
-                       connect_timeout=connect_timeout),
+                       connect_timeout=connect_timeout, ssh_config=ssh_config),
         concurrency=concurrency, ports=ports, profile=profile.value,
         scan_concurrency=scan_concurrency, nmap_xml=tuple(nmap_xml or ()),
         scan_batch_size=scan_batch_size, nmap_args=tuple(nmap_arg or ()),
@@ -219,24 +234,109 @@ def audit(
     raise typer.Exit(code)
 
 
+def _load(paths: Sequence[Path], limit: str | None) -> Inventory:
+    inventory = load_inventories(list(paths), limit=limit, run_script=run_inventory_script)
+    for warning in inventory.warnings:
+        err.print(f"warning: {warning}", markup=False, soft_wrap=True)
+    return inventory
+
+
+@app.command("inventory")
+def inventory_command(
+    inventory: Annotated[list[Path], typer.Argument(
+        help="Ansible inventories: INI, YAML, folders, scripts, saved --list JSON")],
+    limit: Annotated[str | None, typer.Option("--limit", "-l", help="Ansible host pattern")
+                     ] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="ansible-inventory --list's JSON, plus fleetaudit's reading of "
+                       "each host under _meta.fleetaudit")] = False,
+    ssh_config: Annotated[Path | None, typer.Option(
+        "--ssh-config", metavar="FILE",
+        help="OpenSSH client config (default: ~/.ssh/config if present)")] = None,
+) -> None:
+    """Show the inventory as fleetaudit reads it. Nothing is contacted, no name resolved."""
+    try:
+        inv = _load(inventory, limit)
+        targets = {h.name: resolve_target(h, ssh_config) for h in inv.hosts
+                   if h.connection is Connection.SSH and not h.unresolved}
+    except ConfigError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        listing = as_ansible_list(inv)
+        for name, target in targets.items():
+            listing["_meta"]["fleetaudit"][name]["ssh"] = target.model_dump(mode="json")
+        # Plain stdout: rich would spend seconds laying out a 5,000-host document.
+        sys.stdout.write(json.dumps(listing, indent=4, sort_keys=True) + "\n")
+        raise typer.Exit(0)
+    table = Table(*(Column(name, overflow="fold") for name in (
+        "host", "groups", "address", "port", "user", "key", "become", "jump")),
+        box=None, header_style="bold")
+    for host, row in zip(inv.hosts, as_table(inv), strict=True):
+        seen = targets.get(host.name)
+        if seen is not None:  # what ssh_config makes of it, where it says more
+            row[2] = seen.host if seen.host == host.address \
+                else f"{host.address} -> {seen.host}"
+            row[3] = str(seen.port)
+            row[4] = seen.user or f"({local_user()})"
+            row[7] = seen.jump_spec or "-"
+        table.add_row(*(Text(cell) for cell in row))
+    out.print(table, soft_wrap=True)
+    for host in inv.hosts:
+        for field, origin in sorted(host.origins.items()):
+            out.print(f"  {host.name} {field}: {origin}", markup=False, soft_wrap=True,
+                      highlight=False)
+        said = _ssh_config_said(host, targets.get(host.name))
+        if said:
+            out.print(f"  {host.name} from ssh_config: {said}", markup=False,
+                      soft_wrap=True, highlight=False)
+        for note in host.notes:
+            out.print(f"  {host.name} note: {note}", markup=False, soft_wrap=True,
+                      highlight=False)
+    out.print(f"{len(inv.hosts)} host(s), {len(inv.groups)} group(s) from {inv.source}",
+              markup=False, soft_wrap=True)
+    raise typer.Exit(0)
+
+
+def _ssh_config_said(host: InventoryHost, target: SSHTarget | None) -> str:
+    """What ssh_config, not the inventory, decided for this host."""
+    if target is None:
+        return ""
+    said = []
+    if target.host != host.address:
+        said.append(f"HostName {target.host}")
+    if host.port is None and target.port != 22:
+        said.append(f"Port {target.port}")
+    if host.user is None and target.user:
+        said.append(f"User {target.user}")
+    if host.jump is None and target.jumps:
+        said.append(f"ProxyJump {target.jump_spec}")
+    return ", ".join(said)
+
+
 @app.command()
 def check(
-    inventory: Annotated[Path, typer.Argument(help="Ansible-style YAML inventory")],
+    inventory: Annotated[list[Path], typer.Argument(help="Ansible inventories (as audit)")],
+    limit: Annotated[str | None, typer.Option("--limit", "-l", help="Ansible host pattern")
+                     ] = None,
     known_hosts: Annotated[Path | None, typer.Option(
         help="known_hosts file (default: ~/.ssh/known_hosts)")] = None,
     host_key_policy: Annotated[HostKeyPolicy, typer.Option(
         help="strict | accept-new | off")] = HostKeyPolicy.STRICT,
     concurrency: Annotated[int, typer.Option(min=1, max=1000, help="Hosts checked at once")] = 50,
     connect_timeout: Annotated[float, typer.Option(min=1.0, help="SSH connect timeout, s")] = 10.0,
+    ssh_config: Annotated[Path | None, typer.Option(
+        "--ssh-config", metavar="FILE",
+        help="OpenSSH client config (default: ~/.ssh/config if present): Host, HostName, "
+             "User, Port, IdentityFile, ProxyJump, UserKnownHostsFile...")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
     """Before an audit: can each host be reached, what may we run, what will we not see."""
     try:
-        inv = load_inventory(inventory)
+        inv = _load(inventory, limit)
     except ConfigError as exc:
         raise _fail(exc) from exc
     ssh = SSHOptions(known_hosts=known_hosts, host_key_policy=host_key_policy,
-                     connect_timeout=connect_timeout)
+                     connect_timeout=connect_timeout, ssh_config=ssh_config)
     result = asyncio.run(run_preflight(inv, ssh, concurrency=concurrency))
     out.print(result.model_dump_json(indent=2) if as_json else render_text(result),
               markup=False, end="")
@@ -287,7 +387,7 @@ def demo(
     except LabError as exc:
         raise _fail(exc) from exc
     try:
-        inv = load_inventory(info.inventory)
+        inv = _load([info.inventory], None)
         options = AuditOptions(ssh=SSHOptions(known_hosts=info.known_hosts))
         code = _audit(inv, options, out_dir)
     except FleetAuditError as exc:

@@ -35,6 +35,7 @@ from fleetaudit.errors import (
 )
 from fleetaudit.models import (
     AuditResults,
+    Connection,
     ExternalHost,
     HostError,
     HostResult,
@@ -54,6 +55,7 @@ from fleetaudit.scan.command import (
     DEFAULT_VERSION_HOST_TIMEOUT,
     ScanSettings,
 )
+from fleetaudit.ssh_target import SSHTarget, resolve_target
 from fleetaudit.transport import SSHOptions, Transport, connect
 
 
@@ -92,7 +94,10 @@ ScanOutcome = tuple[ScanRun | None, "scan.FleetScan | None", str | None]
 @dataclass
 class _HostState:
     host: InventoryHost
+    # A direct host: the IP scanned and connected to. Through jump hosts: the name the
+    # last jump host reaches it by (never scanned).
     address: str | None = None
+    target: SSHTarget | None = None
     errors: list[HostError] = field(default_factory=list)
     status: HostStatus = HostStatus.OK
     internal: InternalView | None = None
@@ -102,22 +107,68 @@ class _HostState:
             self.status = status
         self.errors.append(HostError(stage=stage, message=message))
 
+    @property
+    def scanned(self) -> bool:
+        """A host reached only through jump hosts has no route from us: never scanned."""
+        return self.target is None or not self.target.jumps
+
+    @property
+    def not_scanned(self) -> str:
+        assert self.target is not None
+        return f"not scanned: reached only through jump host {self.target.jump_spec}"
+
+
+def _plan(state: _HostState, options: AuditOptions) -> None:
+    """What the host's SSH target is and which string names it: pure, no DNS (dry-run safe).
+
+    ConfigError (an unusable ssh_config or ProxyJump) ends the run, as a bad inventory does.
+    """
+    if state.host.unresolved:
+        # The inventory names this host but leaves a setting we need unusable (a Jinja
+        # template, an unsupported connection): listed in the results, never contacted.
+        state.fail(HostStatus.UNREACHABLE, Stage.CONNECT,
+                   "not contacted: " + "; ".join(state.host.notes))
+        state.address = None
+        return
+    if state.host.connection is Connection.SSH:
+        state.target = resolve_target(state.host, options.ssh.ssh_config)
+        state.address = state.target.host
+    else:
+        state.address = state.host.address
+
+
+def _route_address(state: _HostState) -> str | None:
+    """What the route guard checks: the host itself, or the first jump host (what we reach)."""
+    if state.target is not None and state.target.jumps:
+        return state.target.jumps[0].host
+    return state.address
+
 
 async def _resolve(state: _HostState) -> None:
     """Inventory names become addresses once, so nmap gets IPs and never resolves itself."""
+    assert state.address is not None
     try:
-        state.address = str(ipaddress.ip_address(state.host.address))
+        state.address = str(ipaddress.ip_address(state.address))
         return
     except ValueError:
         pass
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
-            state.host.address, None, type=socket.SOCK_STREAM)
+            state.address, None, type=socket.SOCK_STREAM)
     except OSError as exc:
         state.fail(HostStatus.UNREACHABLE, Stage.CONNECT,
-                   f"cannot resolve {state.host.address}: {exc}")
+                   f"cannot resolve {state.address}: {exc}")
+        state.address = None
         return
     state.address = str(infos[0][4][0])
+
+
+def _is_ip(text: str | None) -> bool:
+    try:
+        ipaddress.ip_address(text or "")
+    except ValueError:
+        return False
+    return True
 
 
 def _transport_status(exc: TransportError) -> HostStatus:
@@ -159,7 +210,7 @@ async def _collect(state: _HostState, options: AuditOptions, limit: asyncio.Sema
                                      become_user=state.host.become_user)
     async with limit:
         try:
-            transport = await connect(state.host, state.address, options.ssh)
+            transport = await connect(state.host, state.address, options.ssh, state.target)
         except TransportError as exc:
             state.fail(_transport_status(exc), Stage.CONNECT, str(exc))
             return
@@ -176,13 +227,15 @@ async def _collect(state: _HostState, options: AuditOptions, limit: asyncio.Sema
             return
     for message in state.internal.errors:
         state.errors.append(HostError(stage=Stage.COLLECT, message=message))
-    parked = parking is not None and scan_task is not None and parking.take()
+    # A host behind jump hosts is not scanned: no open port to probe after the scan.
+    after_scan = scan_task if state.scanned else None
+    parked = parking is not None and after_scan is not None and parking.take()
     if not parked:
         await transport.close()
     try:
-        if scan_task is not None:
+        if after_scan is not None:
             await _final_round(state, options, limit, collect_options,
-                               transport if parked else None, scan_task)
+                               transport if parked else None, after_scan)
     finally:
         if parked:
             await transport.close()
@@ -217,7 +270,8 @@ async def _final_round(
                                                  options=collect_options)
         except CommandError:
             # Not kept, or closed by the host while the scan ran: one fresh connection.
-            async with limit, await connect(state.host, state.address, options.ssh) as fresh:
+            async with limit, await connect(state.host, state.address, options.ssh,
+                                            state.target) as fresh:
                 state.internal = await collect_final(fresh, state.internal, ports,
                                                      options=collect_options)
     except TransportError as exc:
@@ -266,40 +320,61 @@ async def _import(targets: list[str], options: AuditOptions) -> scan.FleetScan |
                                    defaults)
 
 
-async def _targets(inventory: Inventory) -> tuple[list[_HostState], list[str]]:
-    """Resolve every host once, refuse those routed off their interface; the scan targets."""
+async def _targets(inventory: Inventory, options: AuditOptions, *,
+                   resolve: bool = True) -> tuple[list[_HostState], list[str]]:
+    """Every host's SSH target; names resolved once (not with `resolve=False`: a dry run
+    makes no DNS query); hosts routed off their interface refused; the scan targets."""
     states = [_HostState(host=h) for h in inventory.hosts]
-    await asyncio.gather(*(_resolve(s) for s in states))
+    for state in states:
+        _plan(state, options)
+    if resolve:
+        await asyncio.gather(*(_resolve(s) for s in states if s.scanned and s.address))
     checks = asyncio.Semaphore(16)
 
     async def guard(state: _HostState) -> None:
+        where = _route_address(state)
         if not (state.address and state.host.route_dev):
             return
+        if not _is_ip(where):
+            if resolve and not state.scanned:
+                # The guard asks the kernel about an address; a jump host's name would be
+                # resolved by asyncssh, after the check: refuse rather than guess.
+                state.fail(HostStatus.UNREACHABLE, Stage.CONNECT,
+                           f"refused: fleetaudit_route_dev needs the address of jump host "
+                           f"{where}, not a name")
+                state.address = None
+            return
+        assert where is not None and state.host.route_dev is not None
         async with checks:
             try:
-                await asyncio.to_thread(scan.check_route, state.address, state.host.route_dev)
+                await asyncio.to_thread(scan.check_route, where, state.host.route_dev)
             except UnsafeTargetError as exc:
                 state.fail(HostStatus.UNREACHABLE, Stage.SCAN, f"refused: {exc}")
                 state.address = None
 
     await asyncio.gather(*(guard(s) for s in states))
-    return states, sorted({s.address for s in states if s.address})
+    return states, sorted({s.address for s in states if s.address and s.scanned})
 
 
 async def audit_dry_run(inventory: Inventory, options: AuditOptions) -> list[str]:
-    """What an audit would run, without running it: no nmap, no SSH.
+    """What an audit would run, without running it: no nmap, no SSH, no DNS.
 
-    Names are resolved and routes checked (both local lookups), so the lines show the
-    real targets; a ConfigError in the scan options is raised as in a real run.
+    Routes of literal addresses are checked (a local lookup); names are shown unresolved.
+    A ConfigError in the scan options or ssh_config is raised as in a real run.
     """
     settings = None if options.nmap_xml else scan_settings(options)
-    states, targets = await _targets(inventory)
+    states, targets = await _targets(inventory, options, resolve=False)
     lines = [f"# skipped {s.host.name} ({s.host.address}): {s.errors[-1].message}"
              for s in states if s.address is None and s.errors]
+    lines += [f"# {s.host.name} ({s.address}): {s.not_scanned}"
+              for s in states if s.address and not s.scanned]
+    names = [t for t in targets if not _is_ip(t)]
+    lines += [f"# {name}: a name, resolved only in a real run, then scanned" for name in names]
+    targets = [t for t in targets if _is_ip(t)]
     if settings is None:
         return lines + [f"# no scan: would read {p}" for p in options.nmap_xml]
     if not targets:
-        return [*lines, "# nothing to scan"]
+        return [*lines, "# nothing to scan" if not names else "# no literal address to scan"]
     return lines + scan.dry_run_lines(targets, settings, options.nmap_path or "nmap")
 
 
@@ -310,7 +385,7 @@ async def run_audit(
 ) -> AuditOutcome:
     started = datetime.now(UTC)
     settings = None if options.nmap_xml else scan_settings(options)  # ConfigError first
-    states, targets = await _targets(inventory)
+    states, targets = await _targets(inventory, options)
     ready = [s for s in states if s.address]
     limit = asyncio.Semaphore(max(1, options.concurrency))
     imported = await _import(targets, options) if settings is None else None
@@ -351,7 +426,11 @@ def _host_result(state: _HostState, fleet: scan.FleetScan | None,
                           status=state.status, errors=state.errors)
     external: ExternalHost | None = None
     external_missing = None
-    if scan_error or fleet is None:
+    not_scanned = None
+    if not state.scanned:
+        not_scanned = external_missing = state.not_scanned
+        state.fail(HostStatus.SCAN_FAILED, Stage.SCAN, not_scanned)
+    elif scan_error or fleet is None:
         scan_error = scan_error or "no scan"
         external_missing = f"scan failed: {scan_error}"
         state.fail(HostStatus.SCAN_FAILED, Stage.SCAN, scan_error)
@@ -374,7 +453,8 @@ def _host_result(state: _HostState, fleet: scan.FleetScan | None,
     if state.internal is None:
         internal_missing = state.errors[0].message if state.errors else "not collected"
     ports = reconcile_host(external, state.internal, scanned_address=state.address,
-                           external_missing=external_missing, internal_missing=internal_missing)
+                           external_missing=external_missing, internal_missing=internal_missing,
+                           not_scanned=not_scanned)
     return HostResult(name=host.name, address=state.address, groups=host.groups,
                       status=state.status, errors=state.errors, ports=ports,
                       internal=state.internal, external=external)

@@ -17,9 +17,10 @@ from typing import Any
 from pydantic import Field
 
 from fleetaudit.batch import BatchCommand, Section, build_script, split_output
-from fleetaudit.errors import AuthError, HostKeyError, ParseError, TransportError
+from fleetaudit.errors import AuthError, ConfigError, HostKeyError, ParseError, TransportError
 from fleetaudit.models import HostStatus, Inventory, InventoryHost, Model, SystemFacts
 from fleetaudit.probes import INTERNAL_TOOLS, Probe, host_facts_probe, tools_probe
+from fleetaudit.ssh_target import SSHTarget, local_user, resolve_target
 from fleetaudit.transport import (
     PrivilegeError,
     ShellSession,
@@ -41,6 +42,7 @@ class PreflightHost(Model):
     status: HostStatus
     error: str | None = None
     user: str
+    via: str | None = None  # the jump hosts, as ProxyJump writes them
     become: bool = False
     privileged: bool | None = None
     euid: int | None = None
@@ -87,13 +89,14 @@ async def _batch(session: ShellSession, probes: Sequence[Probe[Any]],
 
 
 async def check_host(host: InventoryHost, address: str, options: SSHOptions,
-                     timeout: float = 60.0) -> PreflightHost:
+                     timeout: float = 60.0, target: SSHTarget | None = None) -> PreflightHost:
     """Log in; as the login user, list tools, host facts and `sudo -n -l`; then, when the
     inventory asks for privilege, check that `sudo -n` starts the audit's shell."""
     base = PreflightHost(name=host.name, address=address, status=HostStatus.OK,
-                         user=host.user, become=host.become)
+                         user=_login_user(host, target), become=host.become,
+                         via=target.jump_spec if target else None)
     try:
-        transport = await connect(host, address, options)
+        transport = await connect(host, address, options, target)
     except TransportError as exc:
         status = (HostStatus.HOST_KEY_REJECTED if isinstance(exc, HostKeyError) else
                   HostStatus.AUTH_FAILED if isinstance(exc, AuthError) else
@@ -207,35 +210,56 @@ async def run_preflight(inventory: Inventory, options: SSHOptions,
     limit = asyncio.Semaphore(max(1, concurrency))
 
     async def one(host: InventoryHost) -> PreflightHost:
+        if host.unresolved:  # a templated or unsupported setting: never contacted
+            return PreflightHost(name=host.name, address=host.address,
+                                 status=HostStatus.UNREACHABLE, user=_login_user(host, None),
+                                 become=host.become,
+                                 error="not contacted: " + "; ".join(host.notes))
+        try:
+            target = resolve_target(host, options.ssh_config)
+        except ConfigError as exc:
+            return PreflightHost(name=host.name, address=host.address,
+                                 status=HostStatus.UNREACHABLE, user=_login_user(host, None),
+                                 become=host.become, error=str(exc))
+        address = target.host
         async with limit:
-            try:
-                address = str(ipaddress.ip_address(host.address))
-            except ValueError:
+            if not target.jumps:  # through jump hosts, the last one resolves the name
                 try:
-                    infos = await asyncio.get_running_loop().getaddrinfo(host.address, None)
-                except OSError as exc:
-                    return PreflightHost(name=host.name, address=host.address,
-                                         status=HostStatus.UNREACHABLE, user=host.user,
-                                         become=host.become,
-                                         error=f"cannot resolve {host.address}: {exc}")
-                address = str(infos[0][4][0])
+                    address = str(ipaddress.ip_address(address))
+                except ValueError:
+                    try:
+                        infos = await asyncio.get_running_loop().getaddrinfo(address, None)
+                    except OSError as exc:
+                        return PreflightHost(name=host.name, address=address,
+                                             status=HostStatus.UNREACHABLE,
+                                             user=_login_user(host, target), become=host.become,
+                                             error=f"cannot resolve {address}: {exc}")
+                    address = str(infos[0][4][0])
             try:
-                return await check_host(host, address, options)
+                return await check_host(host, address, options, target=target)
             except Exception as exc:  # one host's surprise must not end the check
                 return PreflightHost(name=host.name, address=address,
-                                     status=HostStatus.COLLECTION_FAILED, user=host.user,
-                                     become=host.become,
+                                     status=HostStatus.COLLECTION_FAILED,
+                                     user=_login_user(host, target), become=host.become,
                                      error=f"internal error: {type(exc).__name__}: {exc}")
 
     hosts = await asyncio.gather(*(one(h) for h in inventory.hosts))
     return PreflightReport(inventory=inventory.source, hosts=list(hosts))
 
 
+def _login_user(host: InventoryHost, target: SSHTarget | None) -> str:
+    """Who we log in as: the inventory's user, else ssh_config's, else the local user."""
+    if target is not None and target.user:
+        return target.user
+    return host.user or local_user()
+
+
 def render_text(report: PreflightReport) -> str:
     """A plain-text summary, one block per host."""
     lines = [f"Preflight of {len(report.hosts)} host(s) from {report.inventory}"]
     for host in report.hosts:
-        head = f"{host.name} ({host.address}) as {host.user}"
+        head = f"{host.name} ({host.address}) as {host.user}" + (
+            f" via {host.via}" if host.via else "")
         if host.status is not HostStatus.OK:
             lines.append(f"- {head}: {host.status.value}: {host.error}")
             continue

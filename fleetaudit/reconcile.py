@@ -179,9 +179,14 @@ def reconcile_host(
     external_missing: str | None = None,
     internal_missing: str | None = None,
     facts: HostFacts | None = None,
+    not_scanned: str | None = None,
 ) -> list[PortReport]:
     """Judge every port of one host; `*_missing` say why a view is absent; `facts` default
-    to what the internal view carries."""
+    to what the internal view carries.
+
+    `not_scanned` (why the host could not be scanned at all: reached only through a jump
+    host) makes every port UNKNOWN for that reason: without an outside view, even a
+    loopback-only listener's reachability is not something this audit observed."""
     facts = facts if facts is not None else facts_from_view(internal)
     processes: dict[int, ProcessInfo] = {}
     for proc in sorted(internal.processes if internal else [], key=_json):
@@ -204,11 +209,18 @@ def reconcile_host(
         listeners = [ev for sock in found for ev in _evidence(sock, processes)]
         reachable = [ev for sock in found if serves_address(sock, scanned_address)
                      for ev in _evidence(sock, processes)]
-        verdicts = _port_verdicts(
-            proto, port, ext, found, external, scanned_address, facts,
-            external_missing or ("no scan result for this host" if external is None else None),
-            internal_missing or ("no internal view for this host" if internal is None else None),
-        )
+        if not_scanned:
+            verdicts = [Verdict(kind=VerdictKind.UNKNOWN, severity=Severity.INFO,
+                                message=not_scanned,
+                                evidence=[_describe_socket(s) for s in found])]
+        else:
+            verdicts = _port_verdicts(
+                proto, port, ext, found, external, scanned_address, facts,
+                external_missing or ("no scan result for this host" if external is None
+                                     else None),
+                internal_missing or ("no internal view for this host" if internal is None
+                                     else None),
+            )
         verdicts += _tools_disagree(proto, port, facts.disagreements)
         verdicts += _mismatch_verdicts(ext, reachable)
         verdicts += _binary_verdicts(listeners, integrity)

@@ -32,8 +32,9 @@ from typing import Protocol, Self
 import asyncssh
 from pydantic import BaseModel, ConfigDict
 
-from fleetaudit.errors import AuthError, CommandError, ConnectError, HostKeyError
+from fleetaudit.errors import AuthError, CommandError, ConfigError, ConnectError, HostKeyError
 from fleetaudit.models import CommandResult, Connection, InventoryHost
+from fleetaudit.ssh_target import Endpoint, SSHTarget, local_user, resolve_target
 
 MAX_STDOUT = 64 * 1024 * 1024
 SCRIPT_SHELL = "/bin/sh -s"
@@ -56,6 +57,9 @@ class SSHOptions(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     known_hosts: Path | None = None
+    # None: ~/.ssh/config when it exists. Host patterns, HostName, User, Port, IdentityFile,
+    # ProxyJump, UserKnownHostsFile, StrictHostKeyChecking and ConnectTimeout apply.
+    ssh_config: Path | None = None
     host_key_policy: HostKeyPolicy = HostKeyPolicy.STRICT
     connect_timeout: float = 10.0
 
@@ -315,10 +319,13 @@ class LocalTransport(Transport):
 
 
 class SSHTransport(Transport):
-    """One asyncssh connection per host, reused for every exec request."""
+    """One asyncssh connection per host, reused for every exec request; the connections
+    to its jump hosts (first to last) close with it."""
 
-    def __init__(self, connection: asyncssh.SSHClientConnection) -> None:
+    def __init__(self, connection: asyncssh.SSHClientConnection,
+                 tunnels: list[asyncssh.SSHClientConnection] | None = None) -> None:
         self._connection = connection
+        self._tunnels = list(tunnels or ())
 
     async def run(self, command: str, *, timeout: float = 120.0) -> CommandResult:
         try:
@@ -357,31 +364,22 @@ class SSHTransport(Transport):
                             process.close)
 
     async def close(self) -> None:
-        self._connection.close()
-        with contextlib.suppress(Exception):
-            await self._connection.wait_closed()
+        for connection in (self._connection, *reversed(self._tunnels)):
+            connection.close()
+            with contextlib.suppress(Exception):
+                await connection.wait_closed()
 
 
 class _KnownHostsRecorder:
-    """accept-new: trust a host seen for the first time and write its key down."""
+    """accept-new: append the key of a host seen for the first time (one writer per file)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.lock = asyncio.Lock()
 
-    def knows(self, address: str, port: int) -> bool:
-        if not self.path.exists():
-            return False
-        try:
-            known = asyncssh.read_known_hosts(str(self.path))
-        except (OSError, ValueError):
-            return False
-        host_keys, ca_keys, *_ = known.match(address, address, port)
-        return bool(host_keys or ca_keys)
-
-    async def record(self, address: str, port: int, key: asyncssh.SSHKey) -> None:
-        name = address if port == 22 else f"[{address}]:{port}"
-        line = f"{name} {key.export_public_key('openssh').decode().strip()}\n"
+    async def record(self, name: str, port: int, key: asyncssh.SSHKey) -> None:
+        where = name if port == 22 else f"[{name}]:{port}"
+        line = f"{where} {key.export_public_key('openssh').decode().strip()}\n"
         async with self.lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as handle:
@@ -389,58 +387,232 @@ class _KnownHostsRecorder:
 
 
 _recorders: dict[Path, _KnownHostsRecorder] = {}
+_STRICTNESS = [HostKeyPolicy.OFF, HostKeyPolicy.ACCEPT_NEW, HostKeyPolicy.STRICT]
 
 
-def _known_hosts_path(options: SSHOptions) -> Path:
-    return options.known_hosts or Path.home() / ".ssh" / "known_hosts"
+def _policy(options: SSHOptions, endpoint: Endpoint) -> HostKeyPolicy:
+    """The stricter of --host-key-policy and ssh_config's StrictHostKeyChecking: a config
+    file may tighten the check for its hosts, never loosen what the command line asks."""
+    if endpoint.host_key_policy is None:
+        return options.host_key_policy
+    return max(options.host_key_policy, HostKeyPolicy(endpoint.host_key_policy),
+               key=_STRICTNESS.index)
 
 
-async def connect(host: InventoryHost, address: str, options: SSHOptions) -> Transport:
-    """Open the host's transport; raises a TransportError subclass saying why not."""
+def _known_hosts_files(options: SSHOptions, endpoint: Endpoint) -> list[Path]:
+    """--known-hosts, else ssh_config's UserKnownHostsFile, else ~/.ssh/known_hosts."""
+    if options.known_hosts is not None:
+        return [options.known_hosts]
+    if endpoint.known_hosts:
+        return [Path(p) for p in endpoint.known_hosts]
+    return [Path.home() / ".ssh" / "known_hosts"]
+
+
+def _read_known_hosts(files: list[Path],
+                      policy: HostKeyPolicy) -> asyncssh.SSHKnownHosts:
+    """Every existing file in one list (hashed names, [host]:port, @cert-authority and
+    @revoked as asyncssh reads them); none at all is an error unless accept-new."""
+    texts = []
+    for path in files:
+        try:
+            texts.append(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            raise HostKeyError(f"cannot read known_hosts {path}: {exc}") from exc
+    if not texts and policy is HostKeyPolicy.STRICT:
+        raise HostKeyError(f"no known_hosts at {files[0]}: use --known-hosts or "
+                           "--host-key-policy accept-new")
+    try:
+        return asyncssh.import_known_hosts("\n".join(texts))
+    except ValueError as exc:
+        raise HostKeyError(f"known_hosts {', '.join(map(str, files))}: {exc}") from exc
+
+
+class _HostKeyClient(asyncssh.SSHClient):
+    """Sees the key a server offers when known_hosts does not trust it: that tells a changed
+    key from an unknown one, and lets accept-new trust (only) a host with no entry at all."""
+
+    def __init__(self, known: asyncssh.SSHKnownHosts, accept_new: bool) -> None:
+        self.known, self.accept_new = known, accept_new
+        self.offered: asyncssh.SSHKey | None = None
+        self.accepted = False
+
+    def validate_host_public_key(self, host: str, addr: str, port: int,
+                                 key: asyncssh.SSHKey) -> bool:
+        self.offered = key
+        if self.accept_new and not _on_record(self.known, host, addr, port):
+            self.accepted = True
+            return True
+        return False
+
+
+def _on_record(known: asyncssh.SSHKnownHosts, host: str, addr: str | None, port: int) -> bool:
+    host_keys, ca_keys, *_ = known.match(host, addr or "", port)
+    return bool(host_keys or ca_keys)
+
+
+async def _agent_keys() -> set[bytes]:
+    """The public keys (wire format) ssh-agent holds; none without an agent (SSH_AUTH_SOCK)."""
+    path = os.environ.get("SSH_AUTH_SOCK")
+    if not path:
+        return set()
+    try:
+        async with asyncssh.connect_agent(path) as agent:
+            return {k.public_data for k in await agent.get_keys()}
+    except (OSError, asyncssh.Error, ValueError):
+        return set()
+
+
+def _public_key_of(path: Path) -> asyncssh.SSHKey | None:
+    try:
+        return asyncssh.read_public_key(str(path) + ".pub")
+    except (OSError, ValueError):
+        return None
+
+
+async def _client_keys(endpoint: Endpoint) -> list[asyncssh.SSHKey] | tuple[()]:
+    """The key files to offer, loaded here so that a bad one is a clear AuthError: never a
+    passphrase prompt (an encrypted key is left to the ssh-agent that holds it).
+
+    () when none is named: asyncssh then offers the default ~/.ssh/id_* keys.
+    """
+    named = [(endpoint.key_file, True)] if endpoint.key_file else []
+    named += [(path, False) for path in endpoint.identity_files if path != endpoint.key_file]
+    if not named:
+        return ()
+    keys: list[asyncssh.SSHKey] = []
+    agent: set[bytes] | None = None  # asked once, on the first encrypted key
+    for name, required in named:
+        path = Path(name)
+        if path.is_dir():
+            raise AuthError(f"key {path} is a directory, not a private key file")
+        if not path.exists():
+            if required:
+                raise AuthError(f"key file {path} does not exist")
+            continue  # an ssh_config IdentityFile that is not there: ssh skips it too
+        try:
+            keys.append(asyncssh.read_private_key(str(path), passphrase=None))
+        except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
+            if "assphrase" not in str(exc):
+                raise AuthError(f"cannot use key {path}: {exc}") from exc
+            if agent is None:
+                agent = await _agent_keys()
+            public = _public_key_of(path)
+            if not agent or (public is not None and public.public_data not in agent):
+                raise AuthError(f"key {path} is encrypted and no ssh-agent holds it "
+                                "(fleetaudit never asks for a passphrase: ssh-add it)") from exc
+        except OSError as exc:
+            raise AuthError(f"cannot read key {path}: {exc.strerror or exc}") from exc
+    return keys
+
+
+def resolve(host: InventoryHost, options: SSHOptions) -> SSHTarget:
+    """The host's SSH target; an unusable ssh_config is this host's ConnectError here."""
+    try:
+        return resolve_target(host, options.ssh_config)
+    except ConfigError as exc:
+        raise ConnectError(str(exc)) from exc
+
+
+async def connect(host: InventoryHost, address: str | None, options: SSHOptions,
+                  target: SSHTarget | None = None) -> Transport:
+    """Open the host's transport; raises a TransportError subclass saying why not.
+
+    `address` is the IP the scan uses (resolved once by the orchestrator) and is where a
+    direct connection goes; host keys are still checked against the name ssh_config gives.
+    Through jump hosts the last one reaches the target by its name, as `ssh -J` does.
+    """
     if host.connection is Connection.LOCAL:
         return LocalTransport()
-    known_hosts: object = str(_known_hosts_path(options))
-    recorder = None
-    if options.host_key_policy is HostKeyPolicy.OFF:
-        known_hosts = None
-    elif options.host_key_policy is HostKeyPolicy.ACCEPT_NEW:
-        path = _known_hosts_path(options)
-        recorder = _recorders.setdefault(path, _KnownHostsRecorder(path))
-        if not recorder.knows(address, host.port):
-            known_hosts = None
-        else:
-            recorder = None
-    keys: object = [host.key_file] if host.key_file else ()
+    target = target or resolve(host, options)
+    tunnels: list[asyncssh.SSHClientConnection] = []
+    try:
+        for hop in target.jumps:
+            tunnels.append(await _open(hop, hop.host, options, tunnels[-1] if tunnels else None,
+                                       f"jump host {hop.login}: "))
+        via = tunnels[-1] if tunnels else None
+        where = target.host if via is not None or not address else address
+        connection = await _open(target, where, options, via, "")
+    except BaseException:
+        for tunnel in reversed(tunnels):
+            tunnel.close()
+        raise
+    return SSHTransport(connection, tunnels)
+
+
+async def _open(endpoint: Endpoint, where: str, options: SSHOptions,
+                tunnel: asyncssh.SSHClientConnection | None,
+                prefix: str) -> asyncssh.SSHClientConnection:
+    """One SSH login (direct, or through `tunnel`), every failure a TransportError."""
+    if endpoint.proxy_command:
+        raise ConnectError(f"{prefix}ssh_config ProxyCommand is not supported for "
+                           f"{endpoint.asked}: use ProxyJump")
+    policy = _policy(options, endpoint)
+    files = _known_hosts_files(options, endpoint)
+    known = None if policy is HostKeyPolicy.OFF else _read_known_hosts(files, policy)
+    keys = await _client_keys(endpoint)
+    timeout = min(options.connect_timeout, endpoint.connect_timeout or options.connect_timeout)
+    # Host keys are looked up by the name ssh_config gives, and by the address we reach.
+    alias = endpoint.host_key_alias or (endpoint.host if endpoint.host != where else None)
+    client = _HostKeyClient(known or asyncssh.SSHKnownHosts(),
+                            policy is HostKeyPolicy.ACCEPT_NEW)
+    login = f"{endpoint.user or local_user()}@{endpoint.host}"
+    port = endpoint.port
     try:
         connection = await asyncio.wait_for(
             asyncssh.connect(
-                address, port=host.port, username=host.user, known_hosts=known_hosts,
-                client_keys=keys, agent_path=None if host.key_file else (),
-                connect_timeout=options.connect_timeout, login_timeout=options.connect_timeout,
+                where, port=port, tunnel=tunnel or (), config=[],
+                username=endpoint.user or (), known_hosts=known, host_key_alias=alias,
+                client_factory=lambda: client, client_keys=keys, passphrase=None,
+                connect_timeout=timeout, login_timeout=timeout,
             ),
-            options.connect_timeout * 2 + 5,
+            timeout * 2 + 5,
         )
     except asyncssh.HostKeyNotVerifiable as exc:
-        raise HostKeyError(f"host key not trusted ({exc.reason}); policy "
-                           f"{options.host_key_policy.value}, known_hosts "
-                           f"{_known_hosts_path(options)}") from exc
+        raise _host_key_error(exc, client, endpoint, where, files, policy, prefix) from exc
     except asyncssh.PermissionDenied as exc:
-        raise AuthError(f"authentication refused for {host.user}@{address}: {exc.reason}") from exc
+        raise AuthError(f"{prefix}authentication refused for {login}: {exc.reason}") from exc
     except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
-        raise AuthError(f"cannot use key {host.key_file}: {exc}") from exc
+        raise AuthError(f"{prefix}cannot use a key for {login}: {exc}") from exc
+    except asyncssh.ChannelOpenError as exc:
+        raise ConnectError(f"{prefix}the jump host could not reach {where}:{port}: "
+                           f"{exc.reason}") from exc
     except asyncssh.DisconnectError as exc:
-        raise ConnectError(f"disconnected by {address}:{host.port}: {exc.reason}") from exc
+        raise ConnectError(f"{prefix}disconnected by {where}:{port}: {exc.reason}") from exc
     except TimeoutError as exc:
-        raise ConnectError(f"timed out connecting to {address}:{host.port}") from exc
+        raise ConnectError(f"{prefix}timed out connecting to {where}:{port}") from exc
     except OSError as exc:
-        if host.key_file and not Path(host.key_file).exists():
-            raise AuthError(f"key file {host.key_file} does not exist") from exc
-        raise ConnectError(f"cannot connect to {address}:{host.port}: "
+        raise ConnectError(f"{prefix}cannot connect to {where}:{port}: "
                            f"{exc.strerror or exc}") from exc
     except asyncssh.Error as exc:
-        raise ConnectError(f"SSH error with {address}:{host.port}: {exc}") from exc
-    if recorder is not None:
-        server_key = connection.get_server_host_key()
-        if server_key is not None:
-            await recorder.record(address, host.port, server_key)
-    return SSHTransport(connection)
+        raise ConnectError(f"{prefix}SSH error with {where}:{port}: {exc}") from exc
+    if client.accepted and client.offered is not None:
+        path = files[0]
+        recorder = _recorders.setdefault(path, _KnownHostsRecorder(path))
+        await recorder.record(alias or where, port, client.offered)
+    return connection
+
+
+def _host_key_error(exc: asyncssh.HostKeyNotVerifiable, client: _HostKeyClient,
+                    endpoint: Endpoint, where: str, files: list[Path], policy: HostKeyPolicy,
+                    prefix: str) -> HostKeyError:
+    """Revoked, changed (a possible man-in-the-middle) and unknown keys say so distinctly."""
+    name = endpoint.host_key_alias or endpoint.host
+    shown = name if endpoint.port == 22 else f"[{name}]:{endpoint.port}"
+    on_file = ", ".join(map(str, files))
+    if "revoked" in exc.reason.lower():
+        return HostKeyError(f"{prefix}host key of {shown} is revoked (@revoked in {on_file})")
+    offered = client.offered
+    if offered is not None and _on_record(client.known, name, where, endpoint.port):
+        return HostKeyError(
+            f"{prefix}HOST KEY CHANGED for {shown}: it offered {offered.get_fingerprint()}, "
+            f"which differs from the key on record in {on_file}; a possible "
+            "man-in-the-middle attack (or the host was reinstalled): verify the new key "
+            "out of band before replacing the old one")
+    if offered is None:
+        return HostKeyError(f"{prefix}host key of {shown} not trusted ({exc.reason}); "
+                            f"policy {policy.value}, known_hosts {on_file}")
+    return HostKeyError(f"{prefix}host key of {shown} is unknown ({offered.get_fingerprint()}):"
+                        f" not in {on_file}; policy {policy.value} (add it, or use "
+                        "--host-key-policy accept-new)")

@@ -191,7 +191,7 @@ def connection_of(name: str, groups: list[str], variables: dict[str, Any],
         return variable, value
 
     variable, address = take("address")
-    fields["address"] = name if address is None else str(address)
+    fields["address"] = name if variable is None else str(variables[variable])
     if address is not None and not valid_address(str(address)):
         raise HostEntryError(variable or "", f"{variable}: {address!r} is not a host name or "
                                              "an IP address")

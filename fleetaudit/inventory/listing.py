@@ -50,7 +50,7 @@ def as_ansible_list(inventory: Inventory) -> dict[str, Any]:
 
 
 def as_table(inventory: Inventory) -> list[list[str]]:
-    """One row per host: name, groups, address, port, user, key, become, jump, notes."""
+    """One row per host: name, groups, address, port, user, key, become, jump."""
     rows = []
     for host in inventory.hosts:
         become = "no"
@@ -60,6 +60,5 @@ def as_table(inventory: Inventory) -> list[list[str]]:
             host.name, ",".join(host.groups) or "-", host.address,
             str(host.port) if host.port is not None else "(ssh)",
             host.user or "(ssh)", host.key_file or "-", become, host.jump or "-",
-            "; ".join(host.notes),
         ])
     return rows

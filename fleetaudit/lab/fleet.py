@@ -41,6 +41,7 @@ def up(
     ns_prefix: str | None = None,
     ready_timeout: float | None = None,
     internal_plants: bool = False,
+    bastion: bool = False,
 ) -> LabInfo:
     """Build `count` SSH hosts in network namespaces behind `bridge`, with the planted cases.
 
@@ -49,13 +50,17 @@ def up(
     host without ss/netstat, lab logins with and without sudo, a pre-fork listener, a UDP
     listener, a NAT redirect and an ss that hides a port. Off by default: reconcile does
     not judge them all yet.
+    `bastion` adds `lab-bastion` on the bridge (a `fa-audit` login for jumping) and
+    `lab-hidden` behind it, which the machine has no route to: reached only with ProxyJump.
     All or nothing: on any failure (or Ctrl-C) everything made so far is removed again.
     """
     _require_root()
     _require_tools(internal_plants)
     if internal_plants and count < 3:
         raise LabError("the internal-view plants need a lab of at least 3 hosts")
-    plan = net.plan_network(count, subnet, bridge, ns_prefix)
+    plan = net.plan_network(count + 1 if bastion else count, subnet, bridge, ns_prefix)
+    if bastion:
+        plan = net.add_bastion(plan)
     state_dir = Path(os.path.abspath(state_dir))  # sshd wants absolute paths in its config
     _check_dir_chain(state_dir.parent)
     created = _make_state_dir(state_dir)
@@ -126,14 +131,22 @@ def _build(
 ) -> LabInfo:
     hosts.ensure_privsep_dir()
     packages = {path: hosts.package_of(path) for path in (hosts.SSHD, hosts.PYTHON)}
-    names = [h.name for h in plan.hosts]
+    # Plants go on the ordinary hosts; the bastion and the host behind it carry none.
+    names = [h.name for h in plan.hosts if h.name != net.BASTION]
+    every = [*plan.hosts, *([plan.hidden] if plan.hidden else [])]
     specs = hosts.plan_plants(names, state_dir, packages)
     internal = hosts.plan_internal(names, state_dir, packages) if internal_plants else None
     setups: dict[str, hosts.HostSetup] = {}
+    users = list(internal.users) if internal is not None else []
     if internal is not None:
         specs += internal.specs
         setups = {setup.host: setup for setup in internal.setups}
-    ports: dict[str, set[int]] = {name: {hosts.SSH_PORT} for name in names}
+    jumps: dict[str, str] = {}
+    if plan.hidden is not None:
+        setups[net.BASTION], jump_user = hosts.bastion_setup(net.BASTION, state_dir)
+        users.append(jump_user)
+        jumps[plan.hidden.name] = f"{jump_user.name}@{plan.hosts[-1].address}"
+    ports: dict[str, set[int]] = {h.name: {hosts.SSH_PORT} for h in every}
     for spec in specs:
         if spec.sshd_port:
             ports[spec.plant.host].add(spec.plant.port)
@@ -144,7 +157,7 @@ def _build(
     _write(authorized_keys, client_public + "\n")
     _mkdir(state_dir / "hosts")
     known: list[tuple[str, int, str]] = []
-    for host in plan.hosts:
+    for host in every:
         files = hosts.host_files(state_dir, host.name)
         _mkdir(files.dir)
         public = hosts.write_keypair(files.host_key, host.name)
@@ -154,35 +167,36 @@ def _build(
         known += [(str(host.address), port, public) for port in sorted(ports[host.name])]
     known_hosts = state_dir / "known_hosts"
     _write(known_hosts, hosts.render_known_hosts(known))
-    inventory = state_dir / "inventory.yml"
+    inventory, inventory_ini = state_dir / "inventory.yml", state_dir / "inventory.ini"
     planted = sorted({spec.plant.host for spec in specs})
-    _write(inventory, hosts.render_inventory(
-        [(h.name, str(h.address)) for h in plan.hosts], key_file=client_key,
-        bridge=plan.bridge, planted=planted))
+    for path, render in ((inventory, hosts.render_inventory),
+                         (inventory_ini, hosts.render_inventory_ini)):
+        _write(path, render([(h.name, str(h.address)) for h in every], key_file=client_key,
+                            bridge=plan.bridge, planted=planted, jumps=jumps))
     hosts.check_sshd_config(hosts.host_files(state_dir, names[0]).sshd_config)
 
     hosts.prepare_root_home(state_dir)
     if internal is not None:
         _make_tmp_dir(internal.tmp_dir, state, save)
-        for setup in internal.setups:
-            setup.prepare(state_dir)
+    for setup in setups.values():
+        setup.prepare(state_dir)
 
-    net.raise_neigh_limits(len(plan.hosts), state, save)
+    net.raise_neigh_limits(len(every), state, save)
     net.create(plan, state, save)
 
     sshd: dict[str, RecordedProcess] = {}
     try:
-        for host in plan.hosts:
+        for host in every:
             sshd[host.name] = hosts.start_sshd(hosts.host_files(state_dir, host.name),
                                                host.netns, host.name, setups.get(host.name))
             state.processes.append(sshd[host.name])
     finally:
         save()
-    netns = {h.name: h.netns for h in plan.hosts}
-    timeout = ready_timeout or 30 + 0.05 * len(plan.hosts)
+    netns = {h.name: h.netns for h in every}
+    timeout = ready_timeout or 30 + 0.05 * len(every)
     # sshd first: a plant that joins its mount namespace must find the binds in place.
     hosts.wait_listening([(sshd[name], ports[name], hosts.host_files(state_dir, name).log)
-                          for name in names], timeout)
+                          for name in (h.name for h in every)], timeout)
     targets: list[tuple[RecordedProcess, set[int], Path]] = []
     udp: dict[int, set[int]] = {}
     try:
@@ -213,16 +227,17 @@ def _build(
 
     info = LabInfo(
         state_dir=state_dir, bridge=plan.bridge, subnet=str(plan.subnet),
-        gateway=str(plan.gateway), inventory=inventory, known_hosts=known_hosts,
-        client_key=client_key,
+        gateway=str(plan.gateway), inventory=inventory, inventory_ini=inventory_ini,
+        known_hosts=known_hosts, client_key=client_key,
         hosts=[LabHost(name=h.name, address=str(h.address), netns=h.netns, veth=h.veth,
                        sshd_pid=sshd[h.name].pid,
                        hidden_tools=list(setups[h.name].hidden_tools) if h.name in setups
                        else [],
-                       replaced=list(setups[h.name].replaced) if h.name in setups else [])
-               for h in plan.hosts],
+                       replaced=list(setups[h.name].replaced) if h.name in setups else [],
+                       jump=jumps.get(h.name))
+               for h in every],
         plants=[spec.plant for spec in specs],
-        users=internal.users if internal is not None else [],
+        users=users,
     )
     state.info = info
     state.status = "up"

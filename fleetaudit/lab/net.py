@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,38 @@ class NetPlan:
     subnet: ipaddress.IPv4Network
     gateway: ipaddress.IPv4Address
     hosts: list[HostNet]
+    # The host reachable only through the bastion (the last of `hosts`), on a /30 of the
+    # lab's own subnet that the machine routes nowhere (an `unreachable` route).
+    hidden: HostNet | None = None
+    hidden_net: ipaddress.IPv4Network | None = None
+
+
+BASTION, HIDDEN = "lab-bastion", "lab-hidden"
+
+
+def add_bastion(plan: NetPlan) -> NetPlan:
+    """The last planned host becomes the bastion; behind it, on a veth pair of its own, a
+    host the machine has no route to: .252/30 of the subnet's last /24 (lab hosts use
+    .11-.250), .253 on the bastion's eth1, .254 the hidden host's eth0."""
+    last = ipaddress.IPv4Network(f"{plan.subnet.broadcast_address}/24", strict=False)
+    inner = ipaddress.IPv4Network(f"{last.network_address + 252}/30")
+    bastion = replace(plan.hosts[-1], name=BASTION)
+    hidden = HostNet(name=HIDDEN, netns=f"{bastion.netns}-in", veth="eth1",
+                     address=inner.network_address + 2)
+    return replace(plan, hosts=[*plan.hosts[:-1], bastion], hidden=hidden, hidden_net=inner)
+
+
+def batch_hidden(plan: NetPlan) -> tuple[str, str, str]:
+    """`ip -batch` input for the machine (namespace, unreachable route), the bastion's
+    namespace (eth1, its end of the pair) and the hidden host's."""
+    assert plan.hidden is not None and plan.hidden_net is not None
+    hidden, inner = plan.hidden, plan.hidden_net
+    machine = f"netns add {hidden.netns}\nroute add unreachable {inner}\n"
+    bastion = (f"link add eth1 type veth peer name eth0 netns {hidden.netns}\n"
+               "link set dev eth1 addrgenmode none\n"
+               f"address add {inner.network_address + 1}/{inner.prefixlen} dev eth1\n"
+               "link set dev eth1 up\n")
+    return machine, bastion, batch_inside(hidden, inner.prefixlen)
 
 
 # --- pure planning ----------------------------------------------------------------
@@ -233,7 +265,8 @@ def preflight(plan: NetPlan) -> None:
         raise LabError(f"interfaces already exist: {', '.join(taken[:5])}: "
                        "run `fleetaudit lab down` first")
     present = namespaces()
-    clash = [h.netns for h in plan.hosts if h.netns in present]
+    clash = [h.netns for h in [*plan.hosts, *([plan.hidden] if plan.hidden else [])]
+             if h.netns in present]
     if clash:
         raise LabError(f"network namespaces already exist: {', '.join(clash[:5])}: a lab is "
                        "already up? run `fleetaudit lab down`")
@@ -262,6 +295,15 @@ def create(plan: NetPlan, state: LabState, save: Callable[[], None]) -> None:
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(inside, plan.hosts))
+    if plan.hidden is not None:
+        assert plan.hidden_net is not None
+        state.netns.append(plan.hidden.netns)
+        state.routes.append(str(plan.hidden_net))
+        save()
+        machine, bastion, hidden = batch_hidden(plan)
+        run(["ip", "-batch", "-"], stdin=machine)
+        run(["ip", "-n", plan.hosts[-1].netns, "-batch", "-"], stdin=bastion)
+        run(["ip", "-n", plan.hidden.netns, "-batch", "-"], stdin=hidden)
 
 
 def destroy(state: LabState) -> list[str]:
@@ -303,6 +345,15 @@ def destroy(state: LabState) -> list[str]:
                     run(["ip", "link", "del", "dev", state.bridge])
                 except LabError as exc:
                     problems.append(str(exc))
+    unreachable = {r.get("dst") for r in routes() if r.get("type") == "unreachable"}
+    for route in list(state.routes):
+        if route in unreachable:
+            try:
+                run(["ip", "route", "del", "unreachable", route])
+            except LabError as exc:
+                problems.append(str(exc))
+                continue
+        state.routes.remove(route)
     remaining = namespaces() & set(state.netns)
     if remaining:
         problems.append(f"namespaces still present: {', '.join(sorted(remaining)[:5])}")

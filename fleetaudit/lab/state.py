@@ -37,6 +37,8 @@ class LabHost(_Frozen):
     # tools made absent, files replaced by a modified copy. Other hosts see the machine's.
     hidden_tools: list[str] = []
     replaced: list[str] = []
+    # Reached only through this ProxyJump (the bastion's hidden host); None: on the bridge.
+    jump: str | None = None
 
 
 class Plant(_Frozen):
@@ -70,6 +72,7 @@ class LabInfo(_Frozen):
     known_hosts: Path
     client_key: Path
     hosts: list[LabHost]
+    inventory_ini: Path | None = None  # the same inventory in Ansible's INI form
     plants: list[Plant]
     users: list[LabUser] = []
 
@@ -111,6 +114,8 @@ class LabState(BaseModel):
     veths: list[str] = []
     processes: list[RecordedProcess] = []
     sysctls: list[SysctlChange] = []
+    # `unreachable` routes added to the machine's table (the bastion's hidden /30).
+    routes: list[str] = []
     # Made outside the state directory (a plant's directory under /tmp): removed by path.
     paths: list[str] = []
     info: LabInfo | None = None

@@ -15,6 +15,7 @@ priority); their expected.json is ansible-core's output too, made by the same sc
 
 from __future__ import annotations
 
+import itertools
 import json
 import shlex
 from pathlib import Path
@@ -86,7 +87,7 @@ def _last(variables: dict[str, Any], *names: str) -> Any:
 
 def _hop_of_ssh_w(words: list[str]) -> str:
     """`ssh [-p PORT] [-l USER] -W %h:%p [-q] [USER@]HOST`: the hop ssh would go through."""
-    options = dict(zip(words[1::1], words[2::1], strict=False))
+    options = dict(itertools.pairwise(words))
     user, port = options.get("-l"), options.get("-p")
     hop = words[-1] if user is None else f"{user}@{words[-1]}"
     return f"{hop}:{port}" if port else hop

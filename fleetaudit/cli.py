@@ -222,6 +222,7 @@ def audit(
         concurrency=concurrency, ports=ports, profile=profile.value,
         scan_concurrency=scan_concurrency, nmap_xml=tuple(nmap_xml or ()),
         scan_batch_size=scan_batch_size, nmap_args=tuple(nmap_arg or ()),
+        redact_arguments=tuple(policy.document.redact_arguments),
     )
     try:
         if dry_run:

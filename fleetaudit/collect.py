@@ -120,6 +120,9 @@ class CollectOptions:
     become_user: str | None = None
     hash_exe: bool = True
     maps: bool = True
+    # More argument names whose values are secrets (the policy's redact_arguments):
+    # redacted from cmdlines as they are parsed, with the built-in ones.
+    redact_arguments: tuple[str, ...] = ()
 
 
 class _Batch:
@@ -427,7 +430,7 @@ async def _processes(batch: _Batch, pids: list[int],
                                 f"{batch.options.command_timeout}s and were stopped; "
                                 "kept what arrived")
         parts.update(split_output(whole.text, inner))
-    found = reads.read(parts, system)
+    found = reads.read(parts, system, batch.options.redact_arguments)
     batch.errors += found.errors
     return found.processes, found.same_file if batch.options.hash_exe else []
 

@@ -77,6 +77,8 @@ class AuditOptions(BaseModel):
     nmap_path: str | None = None
     # Connections kept open from collection to the round after the scan (see _Parking).
     parked_connections: int = 256
+    # The policy's redact_arguments: more secret argument names, redacted from cmdlines.
+    redact_arguments: tuple[str, ...] = ()
 
 
 @dataclass
@@ -207,7 +209,8 @@ async def _collect(state: _HostState, options: AuditOptions, limit: asyncio.Sema
     assert state.address is not None
     collect_options = CollectOptions(timeout=options.command_timeout,
                                      become=state.host.become,
-                                     become_user=state.host.become_user)
+                                     become_user=state.host.become_user,
+                                     redact_arguments=options.redact_arguments)
     async with limit:
         try:
             transport = await connect(state.host, state.address, options.ssh, state.target)

@@ -203,8 +203,8 @@ class ProcessProbes:
     pid: int
     probes: list[Probe[Any]] = field(default_factory=list)
 
-    def build(self, sections: Mapping[str, Section],
-              system: SystemFacts | None = None) -> ProcessInfo:
+    def build(self, sections: Mapping[str, Section], system: SystemFacts | None = None,
+              redact: Sequence[str] = ()) -> ProcessInfo:
         facts = ProcessFacts()
         for probe in self.probes:
             section = sections.get(probe.name)
@@ -215,7 +215,7 @@ class ProcessProbes:
                 facts.values[probe.name.partition(".")[0]] = probe.read(section)
             except ParseError as exc:
                 facts.errors.append(f"{probe.name}: {exc}")
-        return build_process(self.pid, facts, system)
+        return build_process(self.pid, facts, system, redact)
 
 
 def _environ_records(pid: int) -> str:
@@ -317,16 +317,18 @@ class ProcessBatch:
                                                     exit_status=0)
         return out, failed
 
-    def read(self, parts: Mapping[str, Section], system: SystemFacts | None) -> BatchRead:
+    def read(self, parts: Mapping[str, Section], system: SystemFacts | None,
+             redact: Sequence[str] = ()) -> BatchRead:
         """Every PID's ProcessInfo, the PIDs grouped by the file they run (so that each
         file is hashed once; a PID whose file is unknown stands alone), and the shared
-        reads that could not be parsed (each PID of them also says so)."""
+        reads that could not be parsed (each PID of them also says so). `redact`: the
+        policy's extra secret-argument patterns, for the cmdlines."""
         sections, failed = self.sections(parts)
         processes = []
         groups: dict[tuple[int, int] | int, list[int]] = {}
         for pid in self.pids:
             try:
-                info = self.bundles[pid].build(sections[pid], system)
+                info = self.bundles[pid].build(sections[pid], system, redact)
             except ParseError as exc:
                 info = ProcessInfo(pid=pid, errors=[str(exc)])
             processes.append(info.model_copy(update={"errors": [*info.errors, *failed]})

@@ -251,11 +251,18 @@ def plan_plants(
                                     "and control bytes",
                         exe=python, package=packages.get(PYTHON),
                         verdict=VerdictKind.CONSISTENT),
-            argv=[python, "-c", HOSTILE_BANNER_SCRIPT, str(HOSTILE_BANNER_PORT)]),
+            argv=[python, "-c", HOSTILE_BANNER_SCRIPT, str(HOSTILE_BANNER_PORT),
+                  *LAB_SECRET_ARGS]),
     ]
 
 
 HOSTILE_BANNER_PORT = 2323
+# Secrets in that plant's argv (its script ignores them), as services put them there: no
+# file an audit writes may contain the values.
+LAB_SECRET_PASSWORD = "fa-lab-requirepass-7c1e9a"  # noqa: S105  (a lab plant's bait)
+LAB_SECRET_DSN_PASSWORD = "fa-lab-dsn-3b9d5f"  # noqa: S105
+LAB_SECRET_ARGS = ("--requirepass", LAB_SECRET_PASSWORD,
+                   f"--dsn=postgres://fleet:{LAB_SECRET_DSN_PASSWORD}@db.lab.invalid/app")
 # The report must show this banner and this cmdline as text: they are data, never markup.
 HOSTILE_BANNER_SCRIPT = r"""# fleetaudit lab plant: <b>hostile</b> banner
 import socket, sys  # <script>window.__pwned=3</script>

@@ -15,12 +15,14 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from fleetaudit.errors import ParseError
 from fleetaudit.models import ContainerRef, EnvVar, MappedFile, ProcessInfo, SystemFacts
+from fleetaudit.parsers.redact import redact_argv
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Names whose value is never worth the risk of carrying: the probe cuts the value on the
@@ -279,8 +281,13 @@ def _why_suspicious(path: str, deleted: bool) -> str | None:
     return None
 
 
-def build_process(pid: int, facts: ProcessFacts, system: SystemFacts | None) -> ProcessInfo:
-    """All of one process's parsed answers as one ProcessInfo; gaps are said in `errors`."""
+def build_process(pid: int, facts: ProcessFacts, system: SystemFacts | None,
+                  redact: Sequence[str] = ()) -> ProcessInfo:
+    """All of one process's parsed answers as one ProcessInfo; gaps are said in `errors`.
+
+    The cmdline's secret values are redacted here, before anything stores or shows it
+    (`fleetaudit.parsers.redact`; `redact`: the policy's extra name patterns).
+    """
     values, errors = facts.values, list(facts.errors)
     exe, deleted = values.get("exe") or (None, False)
     uid, user = values.get("owner") or (None, None)
@@ -293,7 +300,8 @@ def build_process(pid: int, facts: ProcessFacts, system: SystemFacts | None) -> 
     netns: str | None = values.get("netns")
     host_netns = system.netns if system is not None else None
     return ProcessInfo(
-        pid=pid, exe=exe, exe_deleted=deleted, cmdline=values.get("cmdline") or [],
+        pid=pid, exe=exe, exe_deleted=deleted,
+        cmdline=redact_argv(values.get("cmdline") or [], redact),
         uid=uid, user=user, errors=errors,
         name=status.name if status else None, ppid=status.ppid if status else None,
         started_at=_started_at(values.get("stat"), system),

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -151,6 +152,15 @@ class WaiverEntry(PolicyModel):
         return Waiver(**self.model_dump())
 
 
+def _regex(pattern: str) -> str:
+    """A bad pattern is an error at load time, with its line, not a crash mid-audit."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {pattern!r}: {exc}") from exc
+    return pattern
+
+
 class PolicyDocument(PolicyModel):
     """A whole policy file."""
 
@@ -162,6 +172,11 @@ class PolicyDocument(PolicyModel):
     groups: dict[str, RuleSet] = Field(default_factory=dict)
     hosts: dict[str, RuleSet] = Field(default_factory=dict)
     waivers: list[WaiverEntry] = Field(default_factory=list)
+    # More argument names whose values are secrets, as regexes searched (ignoring case)
+    # in option and parameter names; applied when cmdlines are collected, fleet-wide,
+    # on top of the built-in names (fleetaudit.parsers.redact).
+    redact_arguments: list[Annotated[str, Field(min_length=1),
+                                     AfterValidator(_regex)]] = Field(default_factory=list)
 
 
 class Policy(PolicyModel):

@@ -16,7 +16,6 @@ small table (SERVICE_PROCESSES below): only a process the table recognises is ju
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+from fleetaudit import addresses, services
 from fleetaudit.models import (
     BindState,
     ExternalHost,
@@ -39,12 +39,12 @@ from fleetaudit.models import (
     Verdict,
     VerdictKind,
 )
+from fleetaudit.parsers.process import SUSPICIOUS_DIRS
 
 OPEN_STATES = {"open"}
 # What -sV reports when it identified nothing, with method="probed" all the same.
 UNIDENTIFIED = frozenset({"tcpwrapped", "unknown"})
 # Paths to recognise in an exe, never to write to.
-SUSPICIOUS_DIRS = ("/tmp/", "/dev/shm/", "/var/tmp/", "/run/shm/")  # noqa: S108
 
 # nmap's services table names several ports differently for one protocol (8080 is
 # "http-proxy", 8000 "http-alt"); -sV names the protocol. Compare families, not labels.
@@ -93,8 +93,6 @@ ANY_SERVICE = frozenset({"systemd", "inetd", "xinetd", "docker-proxy", "rootless
 MULTI_CALL = frozenset({"busybox", "toybox"})
 _KNOWN = frozenset().union(*SERVICE_PROCESSES.values(), INTERPRETERS, RELAYS_AND_SHELLS,
                            ANY_SERVICE)
-_ANY_V4 = "0.0.0.0"  # recognised in ss output, never bound
-_WILDCARDS = ("*", _ANY_V4, "::")
 _VERSION_SUFFIX = re.compile(r"[-_.]?\d[\d.]*$")
 
 
@@ -256,29 +254,12 @@ def _evidence(sock: Socket, processes: dict[int, ProcessInfo]) -> list[ListenerE
 
 def serves_address(sock: Socket, address: str) -> bool:
     """Whether a socket accepts connections sent to `address` (the one nmap scanned)."""
-    bound = sock.address.strip("[]")
-    if bound in _WILDCARDS:
-        # A v6 wildcard also takes IPv4 unless bindv6only is set (Linux default: off).
-        return bound != _ANY_V4 or ":" not in address
-    try:
-        bound_ip = ipaddress.ip_address(bound)
-        target = ipaddress.ip_address(address)
-    except ValueError:
-        return bound == address
-    if isinstance(bound_ip, ipaddress.IPv6Address) and bound_ip.ipv4_mapped is not None:
-        bound_ip = bound_ip.ipv4_mapped
-    return bound_ip == target
+    return addresses.serves(sock.address, address)
 
 
 def is_loopback_address(address: str) -> bool:
     """Whether a bound address is loopback only; wildcards and names count as routable."""
-    try:
-        ip = ipaddress.ip_address(address.strip("[]"))
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped.is_loopback
-    return ip.is_loopback
+    return addresses.is_loopback(address)
 
 
 def describe_external(ext: ExternalPort) -> str:
@@ -396,7 +377,7 @@ def _explains(sock: Socket, probed: str) -> bool:
     """Whether a visible socket alone makes a bind on `probed` fail: a wildcard bind
     collides with any listener on the port, a specific one with its own address or a
     wildcard."""
-    return probed.strip("[]") in _WILDCARDS or serves_address(sock, probed)
+    return probed.strip("[]") in addresses.WILDCARDS or serves_address(sock, probed)
 
 
 def _describe_probe(probe: BindEvidence) -> str:
@@ -407,16 +388,17 @@ def _describe_probe(probe: BindEvidence) -> str:
 
 def _nonstandard(ext: ExternalPort) -> list[Verdict]:
     found = probed_service(ext)
-    default = service_family(ext.default_service)
-    if not found or not default or found == default:
+    why = services.nonstandard(found, ext.proto, ext.port) if found else None
+    if why is None:
         return []
-    return [Verdict(
-        kind=VerdictKind.NONSTANDARD_PORT, severity=Severity.MEDIUM,
-        message=f"{ext.service} identified on {ext.port}/{ext.proto.value}, "
-                f"whose default service is {ext.default_service}",
-        evidence=[describe_external(ext),
-                  f"default service of {ext.port}/{ext.proto.value}: {ext.default_service}"],
-    )]
+    evidence = [describe_external(ext)]
+    if found is not None and found in services.WELL_KNOWN:
+        evidence.append(f"{found}'s usual port: {services.usual_ports(found)}")
+    owner = services.owner_of(ext.proto, ext.port)
+    if owner is not None and owner != found:
+        evidence.append(f"{ext.port}/{ext.proto.value} is {owner}'s port")
+    return [Verdict(kind=VerdictKind.NONSTANDARD_PORT, severity=Severity.MEDIUM,
+                    message=why, evidence=evidence)]
 
 
 def _tools_disagree(proto: Proto, port: int,

@@ -30,7 +30,9 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SECRET_NAME = re.compile(r"key|token|secret|passw|pwd|credential|auth|cookie|session|private",
                          re.IGNORECASE)
 _DELETED = " (deleted)"
-_SUSPICIOUS_DIRS = ("/tmp/", "/dev/shm/", "/var/tmp/")  # noqa: S108  (names to flag, not used)
+# World-writable places no packaged service runs or maps code from (reconcile flags an
+# executable there as SUSPICIOUS_PATH; a mapped file there is flagged here).
+SUSPICIOUS_DIRS = ("/tmp/", "/dev/shm/", "/var/tmp/", "/run/shm/")  # noqa: S108
 # sha256sum's "HASH  FILE", or openssl dgst -r's "HASH *FILE".
 _SHA256 = re.compile(r"(?P<hash>[0-9a-f]{64}) [ *](?P<path>/proc/\d+/exe)")
 _NETNS = re.compile(r"net:\[\d{1,20}\]")
@@ -272,7 +274,7 @@ def _why_suspicious(path: str, deleted: bool) -> str | None:
         return "memfd: code mapped from memory, never from a file on disk"
     if deleted:
         return "deleted since it was mapped"
-    for directory in _SUSPICIOUS_DIRS:
+    for directory in SUSPICIOUS_DIRS:
         if path.startswith(directory):
             return f"under {directory.rstrip('/')}"
     hidden = [part for part in path.split("/")[1:-1] if part.startswith(".")]

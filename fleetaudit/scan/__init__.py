@@ -6,8 +6,18 @@
     engine    the pipelined fleet scan and --dry-run lines (async)
     imported  --nmap-xml: reports made elsewhere, matched to the inventory
     evidence  raw XML of each nmap process, written beside the results
+
+Importing the package loads only the pure modules (command, plan): the others, which
+run nmap (subprocess, python-nmap), load on first use, so pure code may import
+`fleetaudit.scan.command` without pulling the network edge in.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from fleetaudit.addresses import canonical
 from fleetaudit.models import Proto
 from fleetaudit.scan.command import (
     ALLOWED_OPTIONS,
@@ -22,26 +32,48 @@ from fleetaudit.scan.command import (
     validate_targets,
     version_job,
 )
-from fleetaudit.scan.engine import (
-    FleetScan,
-    canonical,
-    discovery_jobs,
-    dry_run_lines,
-    is_privileged,
-    scan_fleet,
-    scan_jobs,
-)
-from fleetaudit.scan.evidence import write_nmap_evidence
-from fleetaudit.scan.imported import import_nmap_xml
-from fleetaudit.scan.nmap_run import (
-    MIN_NMAP_VERSION,
-    check_nmap_version,
-    check_route,
-    find_nmap,
-    load_default_services,
-    nmap_services_path,
-)
 from fleetaudit.scan.plan import VersionBatch, plan_version_batches, single_pass
+
+if TYPE_CHECKING:
+    from fleetaudit.guard import check_route
+    from fleetaudit.scan.engine import (
+        FleetScan,
+        discovery_jobs,
+        dry_run_lines,
+        is_privileged,
+        scan_fleet,
+        scan_jobs,
+    )
+    from fleetaudit.scan.evidence import write_nmap_evidence
+    from fleetaudit.scan.imported import import_nmap_xml
+    from fleetaudit.scan.nmap_run import (
+        MIN_NMAP_VERSION,
+        check_nmap_version,
+        find_nmap,
+        load_default_services,
+        nmap_services_path,
+    )
+
+_LAZY = {
+    "FleetScan": "fleetaudit.scan.engine", "discovery_jobs": "fleetaudit.scan.engine",
+    "dry_run_lines": "fleetaudit.scan.engine", "is_privileged": "fleetaudit.scan.engine",
+    "scan_fleet": "fleetaudit.scan.engine", "scan_jobs": "fleetaudit.scan.engine",
+    "write_nmap_evidence": "fleetaudit.scan.evidence",
+    "import_nmap_xml": "fleetaudit.scan.imported",
+    "MIN_NMAP_VERSION": "fleetaudit.scan.nmap_run",
+    "check_nmap_version": "fleetaudit.scan.nmap_run", "find_nmap": "fleetaudit.scan.nmap_run",
+    "load_default_services": "fleetaudit.scan.nmap_run",
+    "nmap_services_path": "fleetaudit.scan.nmap_run",
+    "check_route": "fleetaudit.guard",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fleetaudit.scan' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "ALLOWED_OPTIONS",

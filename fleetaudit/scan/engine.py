@@ -11,14 +11,15 @@ its own hosts only: they get a per-host reason, every other host keeps its resul
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from fleetaudit.addresses import canonical
 from fleetaudit.errors import ParseError, ScanError
+from fleetaudit.guard import check_route
 from fleetaudit.models import ExternalHost, Proto, ScanRun
 from fleetaudit.parsers.nmap import parse_nmap_xml
 from fleetaudit.scan import nmap_run
@@ -63,13 +64,6 @@ class FleetScan:
     evidence: list[tuple[str, bytes]] = field(default_factory=list)  # (name, raw XML)
 
 
-def canonical(address: str) -> str:
-    """An address without its IPv6 scope, canonical when it parses (nmap drops scopes)."""
-    bare = address.split("%", 1)[0]
-    try:
-        return str(ipaddress.ip_address(bare))
-    except ValueError:
-        return bare
 
 
 def discovery_jobs(targets: Sequence[str], settings: ScanSettings) -> list[NmapJob]:
@@ -282,7 +276,7 @@ async def scan_fleet(
     no results); nmap's own --host-timeout is the gentler bound.
     """
     ips = validate_targets(targets)
-    await asyncio.gather(*(asyncio.to_thread(nmap_run.check_route, address, dev)
+    await asyncio.gather(*(asyncio.to_thread(check_route, address, dev)
                            for address, dev in (routes or {}).items()))
     jobs = scan_jobs(ips, settings)
     nmap_bin = nmap_run.find_nmap(nmap_path)

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from fleetaudit.addresses import canonical
 from fleetaudit.errors import ConfigError, ParseError
 from fleetaudit.models import ExternalHost, Proto, ScanRun
 from fleetaudit.parsers.nmap import parse_nmap_xml
 from fleetaudit.scan.command import validate_targets
-from fleetaudit.scan.engine import FleetScan, canonical
+from fleetaudit.scan.engine import FleetScan
 from fleetaudit.scan.plan import combine_hosts
 
 __all__ = ["MAX_XML_BYTES", "import_nmap_xml"]

@@ -11,7 +11,6 @@ inside `run_job` joins that job's `NmapProcesses`, which `stop()` ends.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shlex
@@ -25,17 +24,16 @@ from typing import Any
 
 import nmap  # python-nmap
 
-from fleetaudit.errors import NmapNotFoundError, ScanError, UnsafeTargetError
+from fleetaudit.errors import NmapNotFoundError, ScanError
 from fleetaudit.models import Proto
 from fleetaudit.parsers.nmap import parse_nmap_services
-from fleetaudit.scan.command import NmapJob, validate_targets
+from fleetaudit.scan.command import NmapJob
 
 __all__ = [
     "INSTALL_HINT",
     "MIN_NMAP_VERSION",
     "NmapProcesses",
     "check_nmap_version",
-    "check_route",
     "find_nmap",
     "load_default_services",
     "nmap_services_path",
@@ -106,37 +104,6 @@ def load_default_services(nmap_bin: str) -> dict[tuple[Proto, int], str]:
         return parse_nmap_services(path.read_text(encoding="utf-8", errors="replace"))
     except OSError:
         return {}
-
-
-def check_route(address: str, route_dev: str) -> None:
-    """Raise UnsafeTargetError unless the kernel sends packets for `address` via `route_dev`.
-
-    Asked of the kernel (``ip route get``, a local lookup that sends nothing) rather than
-    computed, so policy routing or a route added later cannot take a scan elsewhere.
-    """
-    (ip,) = validate_targets([address])
-    ip_bin = shutil.which("ip")
-    if ip_bin is None:
-        raise UnsafeTargetError(f"cannot check how {ip} is routed: 'ip' (iproute2) is missing")
-    try:
-        done = subprocess.run(
-            [ip_bin, "-j", "route", "get", ip.split("%", 1)[0]],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        routes = json.loads(done.stdout) if done.returncode == 0 else None
-    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
-        raise UnsafeTargetError(f"cannot check how {ip} is routed: {exc}") from None
-    if not routes:
-        detail = done.stderr.strip() or "no route"
-        raise UnsafeTargetError(f"cannot check how {ip} is routed: {detail}")
-    dev = routes[0].get("dev") if isinstance(routes[0], dict) else None
-    if dev != route_dev:
-        raise UnsafeTargetError(
-            f"{ip} is routed via {dev or 'nothing'}, not {route_dev}: refusing to scan it"
-        )
 
 
 class NmapProcesses:

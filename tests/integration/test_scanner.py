@@ -289,7 +289,7 @@ def test_route_guard_on_loopback():
     with pytest.raises(UnsafeTargetError):
         scan.check_route("localhost", "lo")
     settings = make_settings("quick", privileged=True)
-    with pytest.raises(UnsafeTargetError, match="refusing to scan it"):
+    with pytest.raises(UnsafeTargetError, match="refusing to scan or contact it"):
         asyncio.run(scan.scan_fleet(["127.0.0.1"], settings,
                                     routes={"127.0.0.1": "fa-no-such-dev"}))
 

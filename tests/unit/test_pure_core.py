@@ -15,7 +15,8 @@ import fleetaudit.report
 # Every parser and report module, found rather than listed, so a new one cannot slip by.
 PURE = sorted({
     "fleetaudit.models", "fleetaudit.errors", "fleetaudit.batch", "fleetaudit.inventory",
-    "fleetaudit.probes", "fleetaudit.reconcile",
+    "fleetaudit.probes", "fleetaudit.reconcile", "fleetaudit.addresses",
+    "fleetaudit.scan.command", "fleetaudit.scan.plan",
     *(m.name for package in (fleetaudit.parsers, fleetaudit.policy, fleetaudit.report,
                              fleetaudit.inventory)
       for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")),

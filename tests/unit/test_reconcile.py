@@ -45,8 +45,8 @@ NGINX = ProcessInfo(pid=200, exe="/usr/sbin/nginx",
                     package_manager="dpkg")
 
 
-def ext(port, state="open", service="ssh", default="ssh", method="probed", **kw):
-    return ExternalPort(proto=TCP, port=port, state=state, service=service, method=method,
+def ext(port, state="open", service="ssh", default="ssh", method="probed", proto=TCP, **kw):
+    return ExternalPort(proto=proto, port=port, state=state, service=service, method=method,
                         default_service=default, **kw)
 
 
@@ -81,7 +81,33 @@ def test_ssh_on_port_24_is_nonstandard_and_nothing_else():
     reports = reconcile_host(host(ext(24, default="priv-mail")), view(sock(24)),
                              scanned_address=ADDR)
     assert kinds(reports, 24) == [VerdictKind.NONSTANDARD_PORT]
-    assert "priv-mail" in reports[0].verdicts[0].message
+    # nmap's name for 24 (priv-mail) is not "the service of port 24" to any reader
+    assert reports[0].verdicts[0].message == "ssh on 24/tcp; ssh's port is 22/tcp"
+
+
+@pytest.mark.parametrize(("service", "port", "proto", "message"), [
+    ("ssh", 22, Proto.TCP, None),
+    ("ssh", 2222, Proto.TCP, "ssh on 2222/tcp; ssh's port is 22/tcp"),
+    ("http", 8000, Proto.TCP, None),  # web servers roam
+    ("http", 9000, Proto.TCP, None),  # cslistener in nmap's table: no one's port
+    ("https", 8443, Proto.TCP, None),
+    ("http", 22, Proto.TCP, "http on 22/tcp, which is ssh's port"),
+    ("ssh", 443, Proto.TCP, "ssh on 443/tcp, which is https's port"),
+    ("telnet", 2323, Proto.TCP, "telnet on 2323/tcp; telnet's port is 23/tcp"),
+    ("mysql", 3307, Proto.TCP, "mysql on 3307/tcp; mysql's port is 3306/tcp"),
+    ("redis", 6380, Proto.TCP, "redis on 6380/tcp; redis's port is 6379/tcp"),
+    ("domain", 53, Proto.UDP, None),
+    ("vnc", 5901, Proto.TCP, None),
+    ("elite", 31337, Proto.TCP, None),  # nmap's name for 31337 is no well-known service
+    ("irc", 6667, Proto.TCP, None),  # not in the table: not judged
+])
+def test_nonstandard_port_table(service, port, proto, message):
+    reports = reconcile_host(host(ext(port, service=service, proto=proto),
+                                  scanned=((1, 65535),)),
+                             view(sock(port, proto=proto)), scanned_address=ADDR)
+    nonstandard = [v for r in reports for v in r.verdicts
+                   if v.kind is VerdictKind.NONSTANDARD_PORT]
+    assert [v.message for v in nonstandard] == ([message] if message else [])
 
 
 def test_service_from_the_table_alone_proves_nothing():
@@ -266,9 +292,10 @@ JAVA = "/usr/lib/jvm/java-17-openjdk-amd64/bin/java"
 def test_service_process_mismatch_table(service, tunnel, exe, argv, expected, severity):
     proc = ProcessInfo(pid=7, exe=exe, cmdline=argv)
     default = "https" if tunnel == "ssl" else service
-    reports = reconcile_host(host(ext(22, service=service, default=default, tunnel=tunnel)),
-                             view(sock(22, pid=7), processes=[proc]), scanned_address=ADDR)
-    assert kinds(reports, 22) == [expected]
+    port = {"ssh": 22, "http": 8080, "vnc": 5900}[service]  # each on a port of its own
+    reports = reconcile_host(host(ext(port, service=service, default=default, tunnel=tunnel)),
+                             view(sock(port, pid=7), processes=[proc]), scanned_address=ADDR)
+    assert kinds(reports, port) == [expected]
     verdict = reports[0].verdicts[0]
     if severity is not None:
         assert verdict.severity == severity
@@ -380,14 +407,14 @@ NAT = NatRule(proto=TCP, port=31337, destination="10.0.0.5:22",
     ],
 )
 def test_external_only_is_refined_by_evidence(facts, listeners, expected):
-    reports = reconcile_host(host(ext(31337, service="ssh", default=None)), view(*listeners),
+    reports = reconcile_host(host(ext(31337, service="http", default=None)), view(*listeners),
                              scanned_address=ADDR, facts=facts)
     assert kinds(reports, 31337) == expected
 
 
 def test_refined_verdicts_carry_their_evidence():
     facts = HostFacts(nat_rules=[NAT], bind_probes=[probe(31337, True)])
-    [report] = reconcile_host(host(ext(31337, service="ssh", default=None)), view(),
+    [report] = reconcile_host(host(ext(31337, service="http", default=None)), view(),
                               scanned_address=ADDR, facts=facts)
     hidden, forwarded = report.verdicts
     assert hidden.severity == Severity.CRITICAL
@@ -395,7 +422,7 @@ def test_refined_verdicts_carry_their_evidence():
                for e in hidden.evidence)
     assert "10.0.0.5:22" in forwarded.message
     assert f"nat: {NAT.rule}" in forwarded.evidence
-    [free] = reconcile_host(host(ext(31337, service="ssh", default=None)), view(),
+    [free] = reconcile_host(host(ext(31337, service="http", default=None)), view(),
                             scanned_address=ADDR,
                             facts=HostFacts(bind_probes=[probe(31337, False)]))
     assert "bind probe: tcp 10.99.0.11:31337 free" in free.verdicts[0].evidence
@@ -592,7 +619,7 @@ def test_the_drafted_evidence_models_fit_the_hook():
                                    manager="dpkg", detail="??5?????? /usr/sbin/sshd")],
         disagreements=[disagreement(22, [SS], [PROC_NET])],
     )
-    reports = reconcile_host(host(ext(22), ext(31337, service="ssh", default=None)),
+    reports = reconcile_host(host(ext(22), ext(31337, service="http", default=None)),
                              view(sock(22), sourced(22, PROC_NET, pid=None)),
                              scanned_address=ADDR, facts=facts)
     assert kinds(reports, 31337) == [VerdictKind.HIDDEN_LISTENER, VerdictKind.FORWARDED]
@@ -633,4 +660,5 @@ def test_the_internal_view_carries_its_own_evidence():
     assert kinds(reports, 22) == [VerdictKind.MODIFIED_BINARY]
     assert VerdictKind.TOOLS_DISAGREE in kinds(reports, 4444)
     assert kinds(reports, 31337) == [VerdictKind.HIDDEN_LISTENER]
-    assert kinds(reports, 2222) == [VerdictKind.FORWARDED]
+    # ssh answers on 2222 (redirected to 22): reachable on a port that is not ssh's
+    assert sorted(kinds(reports, 2222)) == [VerdictKind.FORWARDED, VerdictKind.NONSTANDARD_PORT]

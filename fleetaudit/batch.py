@@ -150,3 +150,90 @@ def split_output(output: str, nonce: str) -> dict[str, Section]:
     if current is not None:
         sections[current] = Section(name=current, text=output[start:], exit_status=None)
     return sections
+
+
+class SectionStream:
+    """Cuts a round's output into sections as it arrives, keeping at most `caps[name]`
+    bytes of each (`default_cap` for the others) and `budget` bytes in all.
+
+    What one host may cost is then bounded however much it prints: the rest is counted,
+    not kept, and a section cut here has exit_status None, as one cut by `head -c` on the
+    host. `sections()` gives what `split_output` would give for the same (kept) output.
+    """
+
+    def __init__(self, nonce: str, caps: dict[str, int], *, default_cap: int,
+                 budget: int) -> None:
+        if not _NONCE.match(nonce):
+            raise ValueError("nonce must be 8-64 alphanumeric characters")
+        self._prefix = f"@@fa-{nonce}:".encode()
+        self._marker = re.compile(
+            rb"^@@fa-" + nonce.encode() + rb":(begin|end):([A-Za-z0-9_.-]+)(?::(-?\d+))?$")
+        self._caps, self._default, self._room = caps, default_cap, budget
+        self._partial = b""  # a line not yet ended
+        self._current: str | None = None
+        self._text = bytearray()
+        self._cut = False
+        self._done: dict[str, Section] = {}
+        self.begun: list[str] = []  # sections in the order they started
+        self.dropped = 0  # bytes received and not kept
+        self.cut_here: list[str] = []  # sections cut here, at their cap or the budget
+
+    def feed(self, data: bytes) -> None:
+        data = self._partial + data
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self._line(line, b"\n")
+
+    def _line(self, line: bytes, ending: bytes) -> None:
+        if line.startswith(self._prefix):
+            match = self._marker.match(line)
+            if match is not None:
+                kind, name = match.group(1).decode(), match.group(2).decode()
+                if kind == "begin":
+                    if self._current is not None:
+                        self._finish(None)
+                    self._current = name
+                    self.begun.append(name)
+                    return
+                if name == self._current and match.group(3) is not None:
+                    self._finish(int(match.group(3)))
+                    return
+        if self._current is None:
+            self.dropped += len(line) + len(ending)
+            return
+        cap = self._caps.get(self._current, self._default)
+        room = min(cap - len(self._text), self._room)
+        piece = line + ending
+        if len(piece) > room:
+            self._cut = True
+            self.dropped += len(piece) - max(0, room)
+            piece = piece[:max(0, room)]
+        self._text += piece
+        self._room -= len(piece)
+
+    def _finish(self, status: int | None) -> None:
+        assert self._current is not None
+        # The newline printed before the next marker is not the command's.
+        text = bytes(self._text).removesuffix(b"\n")
+        self._done[self._current] = Section(
+            name=self._current, text=text.decode("utf-8", errors="replace"),
+            exit_status=None if self._cut else status)
+        if self._cut:
+            self.cut_here.append(self._current)
+        self._current, self._text, self._cut = None, bytearray(), False
+
+    def sections(self) -> dict[str, Section]:
+        """Every section so far; one still running keeps what arrived (status None)."""
+        if self._partial:
+            partial, self._partial = self._partial, b""
+            self._line(partial, b"")
+        if self._current is not None:
+            text = bytes(self._text)
+            self._done[self._current] = Section(
+                name=self._current, text=text.decode("utf-8", errors="replace"),
+                exit_status=None)
+            if self._cut:
+                self.cut_here.append(self._current)
+            self._current, self._text, self._cut = None, bytearray(), False
+        return self._done

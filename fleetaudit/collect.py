@@ -33,23 +33,25 @@ error in the view and the others go on; only a TransportError leaves this module
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fleetaudit import addresses
 from fleetaudit.batch import (
     TIMED_OUT,
     BatchCommand,
     Section,
+    SectionStream,
     build_inline,
     build_script,
     split_output,
 )
-from fleetaudit.errors import ParseError
+from fleetaudit.errors import ParseError, RoundCutError
 from fleetaudit.models import (
     Coverage,
+    CoverageGap,
     ExternalHost,
     IntegrityResult,
     InternalView,
@@ -91,10 +93,14 @@ MAX_BIND_PORTS = 256
 # Per command, where the host has `timeout` and `head -c`: one hung or flooding command
 # costs its own section, not the batch. The transport's timeout bounds the whole batch.
 COMMAND_TIMEOUT = 30
-LISTING_OUTPUT = 32 * 1024 * 1024
+LISTING_OUTPUT = 2 * 1024 * 1024  # ss of ~15,000 listeners; real hosts print far less
 # The listening PIDs' reads, a group of PIDs a command, with one time limit (a
 # /proc/PID/cmdline read blocks while the process's memory map is locked) and one cap.
-PROCESS_OUTPUT = 64 * 1024 * 1024
+PROCESS_OUTPUT = 8 * 1024 * 1024
+# Kept of a section without a cap of its own, and of a whole round: what one host may
+# cost here however much it prints (the rest is counted and dropped as it arrives).
+SECTION_OUTPUT = 1024 * 1024
+ROUND_OUTPUT = 16 * 1024 * 1024
 
 
 def _has(tool: str) -> str:
@@ -140,6 +146,12 @@ class _Batch:
         self._helpers_in: ShellSession | None = None
         self.errors: list[str] = []
         self.notes: list[str] = []
+        self.gaps: list[CoverageGap] = []
+        # Why the session ended part way (time limit, connection lost): no later round.
+        self.cut: str | None = None
+
+    def gap(self, source: str, reason: str) -> None:
+        self.gaps.append(CoverageGap(source=source, reason=reason))
 
     def command(self, probe: Probe[Any], *, limit: bool = False, output: int | None = None,
                 only_if: str | None = None) -> BatchCommand:
@@ -162,17 +174,52 @@ class _Batch:
         return self.session
 
     async def run(self, commands: Sequence[BatchCommand]) -> dict[str, Section]:
+        """The round's sections, each capped as it streams in. A round cut short (time
+        limit, connection lost) keeps the sections that finished and names the command
+        that did not; the session is then over, so later rounds run nothing."""
+        if self.cut is not None:
+            return {}
         nonce = secrets.token_hex(12)
         session = await self._open()
         # The session's first script defines the batch helpers; later ones reuse them.
         script = build_script(commands, nonce, helpers=session is not self._helpers_in)
         self._helpers_in = session
-        result = await session.run(script, timeout=self.options.timeout)
-        if result.truncated:
-            self.errors.append("output cut at the size limit; later sections are missing")
+        # The host's own cap (head -c) plus room for the end marker; a host without
+        # head -c, or one that lies, is cut here all the same.
+        stream = SectionStream(nonce, {c.name: c.max_output + 256 for c in commands
+                                       if c.max_output is not None},
+                               default_cap=SECTION_OUTPUT, budget=ROUND_OUTPUT)
+        try:
+            result = await session.run(script, timeout=self.options.timeout,
+                                        sink=stream.feed)
+        except RoundCutError as exc:
+            sections = stream.sections()
+            self._round_cut(str(exc), commands, stream.begun, sections)
+            return sections
+        sections = stream.sections()
+        if stream.cut_here:
+            self.errors.append(f"output cut at its size limit: {', '.join(stream.cut_here)}"
+                               f" ({stream.dropped} bytes dropped)")
         if result.exit_status is None:
-            self.errors.append("the host's shell ended in the middle of a round")
-        return split_output(result.stdout.decode("utf-8", errors="replace"), nonce)
+            self._round_cut("the host's shell ended", commands, stream.begun, sections)
+        return sections
+
+    def _round_cut(self, why: str, commands: Sequence[BatchCommand], begun: list[str],
+                   sections: dict[str, Section]) -> None:
+        """Say which command did not finish (the last one begun), and what is lost."""
+        by_name = {c.name: c for c in commands}
+        running = next((n for n in reversed(begun)
+                        if sections.get(n) is not None and sections[n].exit_status is None),
+                       None)
+        kept = sum(1 for s in sections.values() if s.exit_status is not None)
+        if running is not None:
+            what = f"`{running}` did not finish (`{by_name[running].command[:200]}`)" \
+                if running in by_name else f"`{running}` did not finish"
+        else:
+            what = "the round ended before its next command"
+        self.cut = f"round stopped ({why}): {what}; {kept} earlier section(s) kept"
+        self.errors.append(self.cut)
+        self.gap("session", self.cut)
 
     async def close(self) -> None:
         if self.session is not None:
@@ -194,6 +241,18 @@ class _Batch:
         except ParseError as exc:
             self.errors.append(f"{probe.name}: {exc}")
             return None
+
+    def why(self, section: Section | None) -> str:
+        """How a section that had to be complete was not."""
+        if section is None:
+            return "not run" + (f" ({self.cut})" if self.cut else "")
+        if section.exit_status is None:
+            return "output cut short (size or time limit, or the round stopped)"
+        if section.exit_status == TIMED_OUT:
+            return f"ran past {self.options.command_timeout}s and was stopped"
+        if section.exit_status != 0:
+            return f"exited with status {section.exit_status}"
+        return "output not readable"
 
 
 def _complete(section: Section | None) -> bool:
@@ -236,29 +295,44 @@ async def _collect(batch: _Batch, options: CollectOptions) -> InternalView:
 
     sockets: list[Socket] = []
     sources: list[ListenerSource] = []
+    listed, failed = [], []
     for probe, source in listings:
         if probe.name not in sections:
             continue  # not the host's first listing tool: never ran
+        listed.append(probe.name)
         found = batch.read(probe, sections)
         if found is not None:
             sockets += found
-            if _complete(sections[probe.name]):
-                sources.append(source)
-            else:
-                batch.errors.append(f"{probe.name} exited with status "
-                                    f"{sections[probe.name].exit_status}: listing incomplete")
+        if found is not None and _complete(sections[probe.name]):
+            sources.append(source)
+        else:
+            why = batch.why(sections[probe.name])
+            batch.errors.append(f"{probe.name}: listing incomplete ({why})")
+            batch.gap("listing", f"{probe.name}: {why}")
+            failed.append(probe.name)
         if probe.name == "busybox_netstat":
             batch.notes.append("netstat: busybox's applet")
-    if not sources:
+    if not listed and batch.cut is not None:
+        batch.gap("listing", batch.why(None))
+        failed.append("listing")
+    elif not listed:
         batch.notes.append("no listing tool (ss, netstat, busybox netstat) ran: listeners "
                            "come from /proc/net alone")
     kernel = batch.read(proc_net, sections)
-    if kernel is not None and _complete(sections[proc_net.name]):
+    if kernel is not None and _complete(sections.get(proc_net.name)):
         sources.append(ListenerSource.PROC_NET)
+    else:
+        batch.gap("proc_net", batch.why(sections.get(proc_net.name)))
+        failed.append("/proc/net")
+    if failed and (listed or batch.cut is not None):
+        # The listing against /proc/net is the check a rootkit's ss cannot pass: not run.
+        batch.gap("cross_check", f"not run: {', '.join(failed)} incomplete")
     disagreed = disagreements([*sockets, *(kernel or [])], sources)
     batch.notes += [_describe_disagreement(d) for d in disagreed]
     sockets = merge_listings(sockets, kernel or [])
-    if "ss" in sections:
+    ss_ran = "ss" in sections
+    del sections  # parsed: the raw text goes now, before the next rounds
+    if ss_ran:
         # /proc/net came without its fd map: look up only what ss left out.
         sockets = await _owners_of_unlisted(batch, sockets)
     batch.notes += hidden_owners(sockets, privileged)
@@ -273,7 +347,7 @@ async def _collect(batch: _Batch, options: CollectOptions) -> InternalView:
     coverage = Coverage(
         sources=[s.value for s in dict.fromkeys(sources)], privileged=privileged,
         missing_tools=missing,
-        notes=[*_privilege_notes(options, batch, system), *batch.notes],
+        notes=[*_privilege_notes(options, batch, system), *batch.notes], gaps=batch.gaps,
     )
     return InternalView(sockets=sockets, processes=processes, tools=present,
                         missing_tools=missing, errors=batch.errors, system=system,
@@ -311,17 +385,6 @@ def _privilege_notes(options: CollectOptions, batch: _Batch,
     if options.become:
         return [f"privilege: sudo refused; ran as {who}"]
     return [f"privilege: none asked; ran as {who}"]
-
-
-def _address_key(address: str) -> str:
-    """ss's `*` (a dual-stack wildcard) is /proc/net's `::`; brackets and case differ too."""
-    bare = address.strip("[]")
-    if bare == "*":
-        return "::"
-    try:
-        return ipaddress.ip_address(bare).compressed
-    except ValueError:
-        return bare
 
 
 def disagreements(sockets: Iterable[Socket],
@@ -377,7 +440,7 @@ def merge_listings(listed: Sequence[Socket], kernel: Sequence[Socket]) -> list[S
 
 
 def _socket_key(sock: Socket) -> tuple[str, int, str]:
-    return sock.proto.value, sock.port, _address_key(sock.address)
+    return sock.proto.value, sock.port, addresses.listing_key(sock.address)
 
 
 def hidden_owners(sockets: Iterable[Socket], privileged: bool | None) -> list[str]:
@@ -419,16 +482,13 @@ async def _processes(batch: _Batch, pids: list[int],
         for n, chunk in enumerate(reads.chunks)])
     parts: dict[str, Section] = {}
     for n in range(len(reads.chunks)):
-        whole = outer.get(f"procs.{n}")
-        if whole is None:
-            continue
-        if whole.exit_status is None:
-            batch.errors.append(f"procs.{n}: reads cut at {PROCESS_OUTPUT} bytes; "
-                                "kept what arrived")
-        elif whole.exit_status == TIMED_OUT:
-            batch.errors.append(f"procs.{n}: reads ran past "
-                                f"{batch.options.command_timeout}s and were stopped; "
-                                "kept what arrived")
+        whole = outer.pop(f"procs.{n}", None)
+        if whole is None or whole.exit_status is None or whole.exit_status == TIMED_OUT:
+            why = batch.why(whole)
+            batch.gap("process_chain", f"procs.{n}: {why}")
+            if whole is None:
+                continue
+            batch.errors.append(f"procs.{n}: reads {why}; kept what arrived")
         parts.update(split_output(whole.text, inner))
     found = reads.read(parts, system, batch.options.redact_arguments)
     batch.errors += found.errors

@@ -10,6 +10,7 @@
     |   +-- AuthError               the host refused our credentials
     |   +-- HostKeyError            the host key is unknown or does not match
     |   +-- CommandError            a command could not be run or timed out
+    |       +-- RoundCutError       a script stopped part way (keeps what arrived)
     +-- ScanError                   nmap could not produce a usable scan
     |   +-- NmapNotFoundError       nmap is missing or too old
     |   +-- UnsafeTargetError       a target is outside what we may scan
@@ -61,6 +62,15 @@ class HostKeyError(TransportError):
 
 class CommandError(TransportError):
     """A command could not be started, or ran past its time limit."""
+
+
+class RoundCutError(CommandError):
+    """A script stopped part way (time limit, connection lost); `output` is what arrived
+    before, so the sections that finished are still evidence."""
+
+    def __init__(self, message: str, output: bytes = b"") -> None:
+        super().__init__(message)
+        self.output = output
 
 
 class ScanError(FleetAuditError):

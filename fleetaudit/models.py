@@ -6,12 +6,13 @@ names here are a public interface: rename nothing without a migration.
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from fleetaudit import addresses
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 RESULTS_SCHEMA_VERSION = 1
@@ -129,13 +130,7 @@ class Socket(Model):
 
     @property
     def is_loopback(self) -> bool:
-        try:
-            ip = ipaddress.ip_address(self.address)
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            return ip.ipv4_mapped.is_loopback
-        return ip.is_loopback
+        return addresses.is_loopback(self.address)
 
 
 class PackageOwner(Model):
@@ -286,13 +281,27 @@ class SystemFacts(Model):
     os_version_id: str | None = None
 
 
+class CoverageGap(Model):
+    """Part of the internal view that is missing or incomplete, and how it failed.
+
+    `source`: "listing" (ss, netstat), "proc_net", "cross_check" (listings against
+    /proc/net, the rootkit check), "process_chain", "packages" or "session" (the round
+    itself ended early: every later read is missing).
+    """
+
+    source: str
+    reason: str
+
+
 class Coverage(Model):
-    """What the internal view could see: sources run, with what privilege, tools missing."""
+    """What the internal view could see: sources run, with what privilege, tools missing,
+    and what is incomplete (any gap makes the host `partial`)."""
 
     sources: list[str] = []
     privileged: bool | None = None
     missing_tools: list[str] = []
     notes: list[str] = []
+    gaps: list[CoverageGap] = []
 
 
 class ToolsDisagreement(Model):
@@ -471,6 +480,9 @@ class PortReport(Model):
 
 class HostStatus(StrEnum):
     OK = "ok"
+    # Reached and collected, but a listing, the process chains or the cross-check of the
+    # listings is incomplete (Coverage.gaps says which and why): never compliant.
+    PARTIAL = "partial"
     UNREACHABLE = "unreachable"
     AUTH_FAILED = "auth_failed"
     HOST_KEY_REJECTED = "host_key_rejected"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from fleetaudit import __version__, scan
+from fleetaudit import __version__, addresses, scan
 from fleetaudit.collect import (
     CollectOptions,
     collect_final,
@@ -33,6 +33,7 @@ from fleetaudit.errors import (
     TransportError,
     UnsafeTargetError,
 )
+from fleetaudit.guard import admit
 from fleetaudit.models import (
     AuditResults,
     Connection,
@@ -56,7 +57,7 @@ from fleetaudit.scan.command import (
     ScanSettings,
 )
 from fleetaudit.ssh_target import SSHTarget, resolve_target
-from fleetaudit.transport import SSHOptions, Transport, connect
+from fleetaudit.transport import SSHOptions, Transport, TransportFactory, connect
 
 
 class AuditOptions(BaseModel):
@@ -165,12 +166,6 @@ async def _resolve(state: _HostState) -> None:
     state.address = str(infos[0][4][0])
 
 
-def _is_ip(text: str | None) -> bool:
-    try:
-        ipaddress.ip_address(text or "")
-    except ValueError:
-        return False
-    return True
 
 
 def _transport_status(exc: TransportError) -> HostStatus:
@@ -204,8 +199,11 @@ class _Parking:
 async def _collect(state: _HostState, options: AuditOptions, limit: asyncio.Semaphore,
                    parking: _Parking | None = None,
                    scan_task: asyncio.Future[ScanOutcome]
-                   | None = None) -> None:
-    """Collect the host, then (once the scan is in) probe its unexplained open ports."""
+                   | None = None, connect: TransportFactory = connect) -> None:
+    """Collect the host, then (once the scan is in) probe its unexplained open ports.
+
+    `connect` opens the host's transport (the seam for `fleetaudit.testing.fakehost`).
+    """
     assert state.address is not None
     collect_options = CollectOptions(timeout=options.command_timeout,
                                      become=state.host.become,
@@ -230,6 +228,11 @@ async def _collect(state: _HostState, options: AuditOptions, limit: asyncio.Sema
             return
     for message in state.internal.errors:
         state.errors.append(HostError(stage=Stage.COLLECT, message=message))
+    gaps = state.internal.coverage.gaps if state.internal.coverage else []
+    if gaps:
+        # Collected, but not all of it: never counted as audited, nor compliant.
+        state.fail(HostStatus.PARTIAL, Stage.COLLECT, "audit incomplete: " + "; ".join(
+            f"{gap.source}: {gap.reason}" for gap in gaps)[:2000])
     # A host behind jump hosts is not scanned: no open port to probe after the scan.
     after_scan = scan_task if state.scanned else None
     parked = parking is not None and after_scan is not None and parking.take()
@@ -238,7 +241,7 @@ async def _collect(state: _HostState, options: AuditOptions, limit: asyncio.Sema
     try:
         if after_scan is not None:
             await _final_round(state, options, limit, collect_options,
-                               transport if parked else None, after_scan)
+                               transport if parked else None, after_scan, connect)
     finally:
         if parked:
             await transport.close()
@@ -249,7 +252,7 @@ async def _collect(state: _HostState, options: AuditOptions, limit: asyncio.Sema
 async def _final_round(
     state: _HostState, options: AuditOptions, limit: asyncio.Semaphore,
     collect_options: CollectOptions, transport: Transport | None,
-    scan_task: asyncio.Future[ScanOutcome],
+    scan_task: asyncio.Future[ScanOutcome], connect: TransportFactory = connect,
 ) -> None:
     """Bind probe and NAT rules for the ports the scan found open and no listener explains."""
     assert state.address is not None and state.internal is not None
@@ -338,7 +341,7 @@ async def _targets(inventory: Inventory, options: AuditOptions, *,
         where = _route_address(state)
         if not (state.address and state.host.route_dev):
             return
-        if not _is_ip(where):
+        if not addresses.is_ip(where):
             if resolve and not state.scanned:
                 # The guard asks the kernel about an address; a jump host's name would be
                 # resolved by asyncssh, after the check: refuse rather than guess.
@@ -350,7 +353,7 @@ async def _targets(inventory: Inventory, options: AuditOptions, *,
         assert where is not None and state.host.route_dev is not None
         async with checks:
             try:
-                await asyncio.to_thread(scan.check_route, where, state.host.route_dev)
+                await admit(where, state.host.route_dev)
             except UnsafeTargetError as exc:
                 state.fail(HostStatus.UNREACHABLE, Stage.SCAN, f"refused: {exc}")
                 state.address = None
@@ -371,9 +374,9 @@ async def audit_dry_run(inventory: Inventory, options: AuditOptions) -> list[str
              for s in states if s.address is None and s.errors]
     lines += [f"# {s.host.name} ({s.address}): {s.not_scanned}"
               for s in states if s.address and not s.scanned]
-    names = [t for t in targets if not _is_ip(t)]
+    names = [t for t in targets if not addresses.is_ip(t)]
     lines += [f"# {name}: a name, resolved only in a real run, then scanned" for name in names]
-    targets = [t for t in targets if _is_ip(t)]
+    targets = [t for t in targets if addresses.is_ip(t)]
     if settings is None:
         return lines + [f"# no scan: would read {p}" for p in options.nmap_xml]
     if not targets:
@@ -385,7 +388,14 @@ async def run_audit(
     inventory: Inventory,
     options: AuditOptions,
     on_host_done: Callable[[HostResult], None] | None = None,
+    *,
+    connect: TransportFactory = connect,
 ) -> AuditOutcome:
+    """Scan and collect every host at once; each host's failure is its outcome.
+
+    `connect` opens one host's transport: `transport.connect` (SSH, or local), or a
+    test double with its signature (`fleetaudit.testing.fakehost.FakeFleet.connect`).
+    """
     started = datetime.now(UTC)
     settings = None if options.nmap_xml else scan_settings(options)  # ConfigError first
     states, targets = await _targets(inventory, options)
@@ -396,7 +406,8 @@ async def run_audit(
     scan_task = asyncio.create_task(_scan(targets, settings, options, imported))
     parking = _Parking(options.parked_connections)
     try:
-        await asyncio.gather(*(_collect(s, options, limit, parking, scan_task) for s in ready))
+        await asyncio.gather(*(_collect(s, options, limit, parking, scan_task, connect)
+                               for s in ready))
         scan_run, fleet, scan_error = await scan_task
     finally:
         if not scan_task.done():

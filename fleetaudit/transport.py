@@ -22,6 +22,7 @@ import re
 import secrets
 import shlex
 import signal
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
@@ -32,7 +33,16 @@ from typing import Protocol, Self
 import asyncssh
 from pydantic import BaseModel, ConfigDict
 
-from fleetaudit.errors import AuthError, CommandError, ConfigError, ConnectError, HostKeyError
+from fleetaudit.errors import (
+    AuthError,
+    CommandError,
+    ConfigError,
+    ConnectError,
+    HostKeyError,
+    RoundCutError,
+    UnsafeTargetError,
+)
+from fleetaudit.guard import admit
 from fleetaudit.models import CommandResult, Connection, InventoryHost
 from fleetaudit.ssh_target import Endpoint, SSHTarget, local_user, resolve_target
 
@@ -61,26 +71,24 @@ class SSHOptions(BaseModel):
     # ProxyJump, UserKnownHostsFile, StrictHostKeyChecking and ConnectTimeout apply.
     ssh_config: Path | None = None
     host_key_policy: HostKeyPolicy = HostKeyPolicy.STRICT
+    # TCP only: a slow link (800 ms each way) still logs in, as plain ssh does in 25 s.
     connect_timeout: float = 10.0
+    # From the TCP connection to an authenticated session (banner, key exchange, auth).
+    login_timeout: float = 60.0
+    # A connection dropped silently is named as such within interval * (count + 1) s.
+    keepalive_interval: float = 5.0
+    keepalive_count_max: int = 3
+
+
+class TransportFactory(Protocol):
+    """What opens a host's transport: `connect`, or a test double of the same shape."""
+
+    def __call__(self, host: InventoryHost, address: str | None, options: SSHOptions,
+                 target: SSHTarget | None = None) -> Awaitable[Transport]: ...
 
 
 class _Readable(Protocol):
     async def read(self, n: int = -1) -> bytes: ...
-
-
-async def _read_capped(stream: _Readable, cap: int) -> tuple[bytes, bool]:
-    """Read to EOF or `cap` bytes; a host must not be able to exhaust our memory."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await stream.read(_CHUNK)
-        if not chunk:
-            return b"".join(chunks), False
-        if size + len(chunk) > cap:
-            chunks.append(chunk[: cap - size])
-            return b"".join(chunks), True
-        chunks.append(chunk)
-        size += len(chunk)
 
 
 class _Writable(Protocol):
@@ -121,6 +129,8 @@ class ShellSession:
         self._stderr_task = asyncio.create_task(self._drain(stderr))
         self.alive = True
         self.exit_status: int | None = None
+        self._kept, self._truncated, self._window = bytearray(), False, b""
+        self._sink: Callable[[bytes], None] | None = None
 
     async def _drain(self, stream: _Readable) -> None:
         with contextlib.suppress(Exception):
@@ -128,9 +138,17 @@ class ShellSession:
                 if len(self._stderr) < MAX_STDERR * 4:
                     self._stderr += chunk
 
-    async def run(self, script: str, *, timeout: float = 120.0) -> CommandResult:
+    async def run(self, script: str, *, timeout: float = 120.0,
+                  sink: Callable[[bytes], None] | None = None) -> CommandResult:
         """Run `script`; the result's exit_status is None when the shell ended before the
-        script did (killed, or sudo refused to start it)."""
+        script did (killed, or sudo refused to start it).
+
+        With `sink`, output goes to it as it arrives (the caller cuts and caps it; the
+        result's stdout is empty), so a flood costs what the sink keeps, not the round.
+        A script cut short (time limit, connection lost) raises RoundCutError carrying
+        what arrived, and the shell is killed: a command that escaped its own time limit
+        must not keep the shell (and `head -c`) running on the host.
+        """
         if not self.alive:
             raise CommandError("the shell session on the host has ended")
         token = secrets.token_hex(12)
@@ -138,20 +156,22 @@ class ShellSession:
         err_start = len(self._stderr)
         payload = (script.rstrip("\n") + "\n"
                    + f"printf '\\n%s%s\\n' '@@fa-{token}:done:' \"$?\"\n").encode()
+        self._kept, self._truncated, self._sink = bytearray(), False, sink
         try:
             try:
                 self._stdin.write(payload)
                 await asyncio.wait_for(self._stdin.drain(), timeout)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the shell is gone already (sudo refused): its words are read below
-            stdout, truncated, status = await asyncio.wait_for(self._read_until(marker),
-                                                               timeout)
+            status = await asyncio.wait_for(self._read_until(marker), timeout)
         except TimeoutError as exc:
             self._end()
-            raise CommandError(f"command ran past {timeout:.0f}s") from exc
+            self._keep(self._window)
+            raise RoundCutError(f"ran past {timeout:.0f}s", bytes(self._kept)) from exc
         except (BrokenPipeError, ConnectionResetError, asyncssh.Error, OSError) as exc:
             self._end()
-            raise CommandError(f"connection lost while running a command: {exc}") from exc
+            self._keep(self._window)
+            raise RoundCutError(f"connection lost: {exc}", bytes(self._kept)) from exc
         if status is None:
             self.alive = False
             with contextlib.suppress(Exception):
@@ -159,34 +179,50 @@ class ShellSession:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._stderr_task, 5)
         stderr = bytes(self._stderr[err_start:err_start + MAX_STDERR])
-        return CommandResult(command="sh -s", exit_status=status if status is not None
-                             else None, stdout=stdout, stderr=stderr, truncated=truncated)
+        stdout, self._kept = bytes(self._kept), bytearray()
+        return CommandResult(command="sh -s", exit_status=status, stdout=stdout,
+                             stderr=stderr, truncated=self._truncated)
 
-    async def _read_until(self, marker: bytes) -> tuple[bytes, bool, int | None]:
-        """Output up to the marker line (capped), whether it was cut, the script's status;
-        status None when the shell ended first."""
+    def _keep(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._sink is not None:
+            self._sink(data)
+            return
+        room = MAX_STDOUT - len(self._kept)
+        if len(data) > room:
+            self._kept += data[:max(0, room)]
+            self._truncated = True
+        else:
+            self._kept += data
+
+    async def _read_until(self, marker: bytes) -> int | None:
+        """Output up to the marker line (to `_keep`), and the script's status; None when
+        the shell ended first."""
         needle = b"\n" + marker  # the done line is printed after a newline of its own
-        kept = bytearray()
-        truncated = False
-        window = b""  # bytes that may still hold the needle
+        self._window = b""  # bytes that may still hold the needle (kept if cut short)
         while True:
             chunk = await self._stdout.read(_CHUNK)
             if not chunk:
-                kept, truncated = _append_capped(kept, window, truncated)
-                return bytes(kept), truncated, None
-            window += chunk
+                window, self._window = self._window, b""
+                self._keep(window)
+                return None
+            window = self._window + chunk
             at = window.find(needle)
             if at >= 0:
                 end = window.find(b"\n", at + len(needle))
                 if end < 0:
+                    self._window = window
                     continue  # its status has not arrived yet
-                kept, truncated = _append_capped(kept, window[:at], truncated)
+                self._window = b""
+                self._keep(window[:at])
                 status = window[at + len(needle):end]
-                return bytes(kept), truncated, int(status) if status.isdigit() else 0
+                return int(status) if status.isdigit() else 0
             keep = len(needle) - 1  # a needle split across reads
             if len(window) > keep:
-                kept, truncated = _append_capped(kept, window[:-keep], truncated)
+                self._keep(window[:-keep])
                 window = window[-keep:]
+            self._window = window
 
     def _end(self) -> None:
         self.alive = False
@@ -214,15 +250,6 @@ class ShellSession:
                 await self._stderr_task
 
 
-def _append_capped(kept: bytearray, data: bytes, truncated: bool) -> tuple[bytearray, bool]:
-    room = MAX_STDOUT - len(kept)
-    if len(data) > room:
-        kept += data[:max(0, room)]
-        return kept, True
-    kept += data
-    return kept, truncated
-
-
 async def open_session(transport: Transport, *, become: bool = False,
                        become_user: str | None = None, timeout: float = 60.0) -> ShellSession:
     """Start the host's shell (through `sudo -n` if asked) and check that it answers.
@@ -244,11 +271,7 @@ async def open_session(transport: Transport, *, become: bool = False,
 
 
 class Transport(ABC):
-    """Runs POSIX sh command strings on one host."""
-
-    @abstractmethod
-    async def run(self, command: str, *, timeout: float = 120.0) -> CommandResult:
-        """Run one command, stdin empty: one exec request (a ShellSession takes many)."""
+    """Runs POSIX sh scripts on one host, through shell sessions (ShellSession)."""
 
     @abstractmethod
     async def open_shell(self, command: str) -> ShellSession:
@@ -267,32 +290,6 @@ class Transport(ABC):
 
 class LocalTransport(Transport):
     """The embedded default: audit this machine with no SSH at all."""
-
-    async def run(self, command: str, *, timeout: float = 120.0) -> CommandResult:
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                "/bin/sh", "-c", command, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise CommandError(f"cannot start /bin/sh: {exc}") from exc
-        assert proc.stdout is not None and proc.stderr is not None
-        try:
-            (stdout, truncated), (stderr, _) = await asyncio.wait_for(
-                asyncio.gather(_read_capped(proc.stdout, MAX_STDOUT),
-                               _read_capped(proc.stderr, MAX_STDERR)),
-                timeout,
-            )
-        except TimeoutError as exc:
-            raise CommandError(f"command ran past {timeout:.0f}s") from exc
-        finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-            await proc.wait()
-        return CommandResult(command=command, exit_status=proc.returncode, stdout=stdout,
-                             stderr=stderr, truncated=truncated)
 
     async def open_shell(self, command: str) -> ShellSession:
         try:
@@ -327,29 +324,6 @@ class SSHTransport(Transport):
         self._connection = connection
         self._tunnels = list(tunnels or ())
 
-    async def run(self, command: str, *, timeout: float = 120.0) -> CommandResult:
-        try:
-            process = await self._connection.create_process(
-                command, encoding=None, stdin=asyncssh.DEVNULL)
-        except (asyncssh.Error, OSError) as exc:
-            raise CommandError(f"cannot open a session channel: {exc}") from exc
-        try:
-            (stdout, truncated), (stderr, _) = await asyncio.wait_for(
-                asyncio.gather(_read_capped(process.stdout, MAX_STDOUT),
-                               _read_capped(process.stderr, MAX_STDERR)),
-                timeout,
-            )
-            if truncated:
-                process.close()
-            await asyncio.wait_for(process.wait_closed(), timeout)
-        except TimeoutError as exc:
-            process.close()
-            raise CommandError(f"command ran past {timeout:.0f}s") from exc
-        except (asyncssh.Error, OSError) as exc:
-            raise CommandError(f"connection lost while running a command: {exc}") from exc
-        return CommandResult(command=command, exit_status=process.exit_status, stdout=stdout,
-                             stderr=stderr, truncated=truncated)
-
     async def open_shell(self, command: str) -> ShellSession:
         try:
             process = await self._connection.create_process(command, encoding=None)
@@ -360,8 +334,15 @@ class SSHTransport(Transport):
             await process.wait_closed()
             return process.exit_status
 
-        return ShellSession(process.stdin, process.stdout, process.stderr, finish,
-                            process.close)
+        def kill() -> None:
+            # sshd sends a signal request to the session's process group (killpg): the
+            # shell and its pipeline (`head -c` waiting on an escaped command) go. Closing
+            # the channel alone leaves a busy shell running there.
+            with contextlib.suppress(Exception):
+                process.send_signal("KILL")
+            process.close()
+
+        return ShellSession(process.stdin, process.stdout, process.stderr, finish, kill)
 
     async def close(self) -> None:
         for connection in (self._connection, *reversed(self._tunnels)):
@@ -437,6 +418,16 @@ class _HostKeyClient(asyncssh.SSHClient):
         self.known, self.accept_new = known, accept_new
         self.offered: asyncssh.SSHKey | None = None
         self.accepted = False
+        self._connection: asyncssh.SSHClientConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
+        self._connection = conn
+
+    @property
+    def banner_seen(self) -> bool:
+        """Whether the server sent its SSH version line (a tarpit or other service never)."""
+        return bool(self._connection is not None
+                    and self._connection.get_extra_info("server_version"))
 
     def validate_host_public_key(self, host: str, addr: str, port: int,
                                  key: asyncssh.SSHKey) -> bool:
@@ -526,6 +517,11 @@ async def connect(host: InventoryHost, address: str | None, options: SSHOptions,
     if host.connection is Connection.LOCAL:
         return LocalTransport()
     target = target or resolve(host, options)
+    try:  # the last gate: whatever the caller checked, nothing refused gets a packet
+        await admit(target.jumps[0].host if target.jumps else (address or target.host),
+                    host.route_dev)
+    except UnsafeTargetError as exc:
+        raise ConnectError(f"refused: {exc}") from exc
     tunnels: list[asyncssh.SSHClientConnection] = []
     try:
         for hop in target.jumps:
@@ -559,16 +555,27 @@ async def _open(endpoint: Endpoint, where: str, options: SSHOptions,
                             policy is HostKeyPolicy.ACCEPT_NEW)
     login = f"{endpoint.user or local_user()}@{endpoint.host}"
     port = endpoint.port
+    login_timeout = max(options.login_timeout, timeout)
     try:
+        # Direct: TCP first, under the connect timeout alone; then the login has its own.
+        sock = None if tunnel is not None else await _tcp(where, port, timeout, prefix)
         connection = await asyncio.wait_for(
             asyncssh.connect(
-                where, port=port, tunnel=tunnel or (), config=[],
+                where, port=port, tunnel=tunnel or (), sock=sock, config=[],
                 username=endpoint.user or (), known_hosts=known, host_key_alias=alias,
                 client_factory=lambda: client, client_keys=keys, passphrase=None,
-                connect_timeout=timeout, login_timeout=timeout,
+                connect_timeout=None, login_timeout=login_timeout,
+                keepalive_interval=options.keepalive_interval,
+                keepalive_count_max=options.keepalive_count_max,
             ),
-            timeout * 2 + 5,
+            login_timeout + (timeout if tunnel is not None else 0) + 5,
         )
+    except asyncssh.ConnectionLost as exc:
+        if not client.banner_seen:
+            raise ConnectError(f"{prefix}{where}:{port} accepted TCP but sent no SSH banner "
+                               f"({exc.reason}): not an SSH server, or a tarpit") from exc
+        raise ConnectError(f"{prefix}login to {where}:{port} did not complete: "
+                           f"{exc.reason}") from exc
     except asyncssh.HostKeyNotVerifiable as exc:
         raise _host_key_error(exc, client, endpoint, where, files, policy, prefix) from exc
     except asyncssh.PermissionDenied as exc:
@@ -581,7 +588,11 @@ async def _open(endpoint: Endpoint, where: str, options: SSHOptions,
     except asyncssh.DisconnectError as exc:
         raise ConnectError(f"{prefix}disconnected by {where}:{port}: {exc.reason}") from exc
     except TimeoutError as exc:
-        raise ConnectError(f"{prefix}timed out connecting to {where}:{port}") from exc
+        if not client.banner_seen:
+            raise ConnectError(f"{prefix}{where}:{port} accepted TCP but sent no SSH banner "
+                               f"within {login_timeout:.0f}s") from exc
+        raise ConnectError(f"{prefix}login to {where}:{port} timed out after "
+                           f"{login_timeout:.0f}s") from exc
     except OSError as exc:
         raise ConnectError(f"{prefix}cannot connect to {where}:{port}: "
                            f"{exc.strerror or exc}") from exc
@@ -592,6 +603,37 @@ async def _open(endpoint: Endpoint, where: str, options: SSHOptions,
         recorder = _recorders.setdefault(path, _KnownHostsRecorder(path))
         await recorder.record(alias or where, port, client.offered)
     return connection
+
+
+async def _tcp(where: str, port: int, timeout: float, prefix: str) -> socket.socket:
+    """A TCP connection to the first address of `where` that takes one, within `timeout`;
+    refused, unreachable and timed out are each named as such."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(where, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ConnectError(f"{prefix}cannot resolve {where}: {exc.strerror or exc}") from exc
+    failure: ConnectError | None = None
+    for family, kind, proto, _, addr in infos:
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, addr), timeout)
+            return sock
+        except TimeoutError:
+            failure = ConnectError(f"{prefix}timed out connecting to {where}:{port} (no TCP "
+                                   f"answer within {timeout:.0f}s)")
+        except ConnectionRefusedError:
+            failure = ConnectError(f"{prefix}connection refused by {where}:{port} (nothing "
+                                   "listens there)")
+        except OSError as exc:
+            failure = ConnectError(f"{prefix}cannot connect to {where}:{port}: "
+                                   f"{exc.strerror or exc}")
+        except BaseException:
+            sock.close()
+            raise
+        sock.close()
+    raise failure or ConnectError(f"{prefix}no address for {where}")
 
 
 def _host_key_error(exc: asyncssh.HostKeyNotVerifiable, client: _HostKeyClient,

@@ -1,0 +1,136 @@
+"""The engine against the fake host (fleetaudit.testing.fakehost): every fault of issue 11
+in the unit suite, answered from a real capture (tests/fixtures/session/)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import tracemalloc
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from fleetaudit.collect import CollectOptions, collect_internal
+from fleetaudit.errors import ConnectError
+from fleetaudit.models import HostStatus, Inventory, InventoryHost
+from fleetaudit.orchestrator import AuditOptions, run_audit
+from fleetaudit.policy import baseline_policy
+from fleetaudit.policy.apply import apply_policy, exit_code
+from fleetaudit.testing.fakehost import FakeFleet, FakeHost, FakeTransport, Fault
+from fleetaudit.transport import HostKeyPolicy, SSHOptions, connect
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+CAPTURE = FIXTURES / "session" / "local_root.json"
+NMAP = FIXTURES / "nmap" / "sv-connect.xml"  # 127.0.0.1, as the fake host's address
+
+
+def collect(host: FakeHost, timeout: float = 2.0):
+    async def run():
+        transport = FakeTransport(host)
+        try:
+            return await collect_internal(transport, options=CollectOptions(timeout=timeout))
+        finally:
+            await transport.close()
+    return asyncio.run(run())
+
+
+def test_fake_host_answers_every_probe_from_its_capture():
+    host = FakeHost.load(CAPTURE)
+    view = collect(host)
+    assert host.unanswered == []
+    assert {s.port for s in view.sockets} == {41000, 41010, 41020}
+    assert len(view.processes) == 4 and view.errors == []
+    assert view.coverage is not None and view.coverage.gaps == []
+    assert view.coverage.sources == ["ss", "proc_net"]
+
+
+def test_a_command_that_escapes_its_time_limit_costs_only_itself():
+    # Issue 11 item 2: ss replaced by `setsid sleep` never lets `head -c` end.
+    host = FakeHost.load(CAPTURE, faults={"ss": Fault.escape()})
+    view = collect(host, timeout=1.0)
+    assert view.system is not None and view.tools  # facts and tools of the same round kept
+    assert any("`ss` did not finish (`ss -tulpnH`)" in e for e in view.errors)
+    assert view.coverage is not None
+    assert {g.source for g in view.coverage.gaps} >= {"session", "listing", "cross_check"}
+    assert host.running == set()  # the shell and its pipeline were killed, not left behind
+
+
+def test_a_connection_lost_mid_round_keeps_what_came_before():
+    host = FakeHost.load(CAPTURE, faults={"procs.0": Fault.drop()})
+    view = collect(host)
+    assert {s.port for s in view.sockets} == {41000, 41010, 41020}
+    assert any("connection lost" in e for e in view.errors)
+    assert view.coverage is not None
+    assert "process_chain" in {g.source for g in view.coverage.gaps}
+
+
+def audit(host: FakeHost):
+    fleet = FakeFleet({"web1": host})
+    inventory = Inventory(source="test", hosts=[InventoryHost(name="web1",
+                                                              address="127.0.0.1")])
+    options = AuditOptions(nmap_xml=(NMAP,), command_timeout=2.0,
+                           ssh=SSHOptions(host_key_policy=HostKeyPolicy.OFF))
+    outcome = asyncio.run(run_audit(inventory, options, connect=fleet.connect))
+    return apply_policy(outcome.results, baseline_policy(), date(2025, 1, 1))
+
+
+@pytest.mark.parametrize("fault", [Fault.hang(), Fault.garbage(), Fault.exit(1)],
+                         ids=["hang", "garbage", "exit1"])
+def test_a_host_whose_listing_failed_is_partial_never_compliant(fault):
+    # Issue 11 item 4: was status ok, compliant, exit 0.
+    results = audit(FakeHost.load(CAPTURE, faults={"ss": fault}))
+    [host] = results.hosts
+    assert host.status is HostStatus.PARTIAL
+    assert host.compliant is not True
+    assert exit_code(results, None) == 3
+    assert host.internal is not None and host.internal.coverage is not None
+    gaps = {g.source: g.reason for g in host.internal.coverage.gaps}
+    assert gaps["listing"].startswith("ss: ")
+    assert "ss incomplete" in gaps["cross_check"]
+    assert not any("no listing tool" in n for n in host.internal.coverage.notes)
+
+
+def test_a_clean_fake_host_is_audited_ok():
+    results = audit(FakeHost.load(CAPTURE))
+    [host] = results.hosts
+    assert host.status is HostStatus.OK, host.errors
+
+
+def test_a_flooding_host_costs_a_bounded_amount_of_memory():
+    # Issue 11 item 5: 200 MiB of real ss lines, repeated; kept at most the listing's cap.
+    host = FakeHost.load(CAPTURE, faults={"ss": Fault.huge(200 * 1024 * 1024),
+                                          "proc_net": Fault.huge(200 * 1024 * 1024)})
+    tracemalloc.start()
+    try:
+        view = collect(host, timeout=60)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert any("cut" in e for e in view.errors)
+    assert view.coverage is not None and view.coverage.gaps
+    assert peak < 64 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB"
+
+
+def _login(port: int) -> tuple[InventoryHost, SSHOptions]:
+    return (InventoryHost(name="h", address="127.0.0.1", port=port, user="nobody"),
+            SSHOptions(host_key_policy=HostKeyPolicy.OFF, connect_timeout=2,
+                       login_timeout=1, ssh_config=Path("/dev/null")))
+
+
+def test_a_refused_connection_says_refused():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    host, options = _login(port)
+    with pytest.raises(ConnectError, match="connection refused"):
+        asyncio.run(connect(host, "127.0.0.1", options))
+
+
+def test_a_port_that_accepts_tcp_but_sends_no_banner_says_so():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        host, options = _login(server.getsockname()[1])
+        with pytest.raises(ConnectError, match="accepted TCP but sent no SSH banner"):
+            asyncio.run(connect(host, "127.0.0.1", options))

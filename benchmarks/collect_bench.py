@@ -53,11 +53,15 @@ from fleetaudit.probes import (
     host_facts_probe,
     netstat_probe,
     proc_net_probe,
-    process_probes,
     ss_probe,
     tools_probe,
 )
 from fleetaudit.transport import SSHOptions, connect
+
+# The baselines read each PID with its own commands: the tests keep those (collection
+# reads a group of PIDs a command), so the repository root goes on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.process_singles import process_probes
 
 STATE_DIR = Path("/run/fleetaudit-collect-bench")
 BRIDGE = "fa-cb0"

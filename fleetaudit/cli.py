@@ -1,31 +1,27 @@
 """The command line: parse options, call the layers, print where the report is. Nothing more.
 
-Exit codes: 0 audit complete (and, with --fail-on, no active finding at or above it);
-1 an active finding at or above --fail-on (wins over 3: a finding is certain whatever
-could not be seen); 2 usage or configuration error; 3 audit incomplete (some host could
-not be fully audited; the report says why).
+Exit codes are fleetaudit.exitcodes' (the audit's own chosen by policy.exit_code).
+Everything printed goes through fleetaudit.terminal (host text is never markup);
+Ctrl-C and SIGTERM are fleetaudit.interrupt's, from the process's first line.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import signal
 import socket
 import sys
-from collections.abc import Awaitable, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Column, Table
-from rich.text import Text
 
-from fleetaudit import lab
+from fleetaudit import interrupt, lab
 from fleetaudit.errors import ConfigError, FleetAuditError, LabError
+from fleetaudit.exitcodes import ExitCode
 from fleetaudit.inventory import load_inventories
 from fleetaudit.inventory.listing import as_ansible_list, as_table
 from fleetaudit.inventory_script import run_inventory_script
@@ -39,7 +35,7 @@ from fleetaudit.models import (
     Severity,
 )
 from fleetaudit.orchestrator import AuditOptions, audit_dry_run, run_audit
-from fleetaudit.policy import Policy, apply_policy, baseline_policy, exit_code, load_policy
+from fleetaudit.policy import Policy, baseline_policy, load_policy
 from fleetaudit.preflight import render_text, run_preflight
 from fleetaudit.report import (
     DEFAULT_FORMATS,
@@ -48,23 +44,20 @@ from fleetaudit.report import (
     ReportPaths,
     parse_formats,
     results_from_json,
-    write_report,
 )
+from fleetaudit.report.write import stage_report
 from fleetaudit.scan import Profile
 from fleetaudit.scan.command import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
-from fleetaudit.scan.evidence import write_nmap_evidence
 from fleetaudit.ssh_target import SSHTarget, local_user, resolve_target
+from fleetaudit.terminal import out, say, text
 from fleetaudit.transport import HostKeyPolicy, SSHOptions
 
-EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 2, 3, 130
-T = TypeVar("T")
+AUDIT_INTERRUPTED = "Interrupted: audit stopped, its nmap processes too; no report written."
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Audit what really listens on every open port of a fleet.")
 lab_app = typer.Typer(no_args_is_help=True, help="The lab fleet: SSH hosts in network namespaces.")
 app.add_typer(lab_app, name="lab")
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
 
 
 def local_inventory() -> Inventory:
@@ -79,84 +72,68 @@ def _default_out() -> Path:
 
 
 def _show_host(result: HostResult) -> None:
-    mark = "[green]ok[/]" if result.status is HostStatus.OK else f"[red]{result.status.value}[/]"
+    """Progress: one line per host. Its name, address and errors are the host's words."""
+    ok = result.status is HostStatus.OK
     detail = f": {result.errors[0].message}" if result.errors else ""
-    err.print(f"  {result.name} ({result.address}) {mark} {len(result.ports)} ports{detail}",
-              markup=True, soft_wrap=True)
+    say("  ", result.name, " (", result.address, ") ",
+        ("ok" if ok else result.status.value, "green" if ok else "red"),
+        f" {len(result.ports)} ports", detail)
 
 
 def _write(results: AuditResults, out_dir: Path,
-           formats: Sequence[Format] = DEFAULT_FORMATS) -> ReportPaths:
-    try:
-        return write_report(results, out_dir, formats=formats)
-    except OSError as exc:
-        raise ConfigError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from exc
+           formats: Sequence[Format] = DEFAULT_FORMATS, *,
+           evidence: Sequence[tuple[str, bytes]] = (), carry_over: bool = False
+           ) -> ReportPaths:
+    """The report, whole or not at all (ReportWriteError keeps the previous one).
 
-
-async def _stoppable(work: Awaitable[T]) -> T:
-    """`work`, which SIGTERM (a service manager, `timeout`) cancels as Ctrl-C does, so that
-    its nmap processes stop too; the caller sees KeyboardInterrupt either way."""
-    task = asyncio.ensure_future(work)
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    Written beside out_dir first: a signal then discards it. The swap, and the message
+    saying it happened, are deferred as one step, so the line printed on a signal is
+    true either way.
+    """
+    interrupt.message = "Interrupted: no report written; any previous one is unchanged."
+    staged = stage_report(results, out_dir, formats, evidence=evidence, carry_over=carry_over)
     try:
-        return await task
-    except asyncio.CancelledError:
-        if task.cancelled() and not _current_task_cancelling():
-            raise KeyboardInterrupt from None  # SIGTERM
-        raise
+        with interrupt.deferred():
+            paths = staged.commit()
+            interrupt.message = f"Interrupted after the report was written to {out_dir}."
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-
-
-def _current_task_cancelling() -> bool:
-    current = asyncio.current_task()
-    return current is not None and current.cancelling() > 0
+        staged.discard()
+    return paths
 
 
 def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
            policy: Policy | None = None, fail_on: Severity | None = None) -> int:
-    err.print(f"Auditing {len(inventory.hosts)} host(s) from {inventory.source}")
-    try:
-        outcome = asyncio.run(_stoppable(run_audit(inventory, options,
-                                                   on_host_done=_show_host)))
-    except KeyboardInterrupt:
-        # Ctrl-C or SIGTERM cancelled the audit first: its nmap processes are stopped.
-        err.print("[yellow]Interrupted: audit stopped, its nmap processes too; "
-                  "no report written.[/]")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    # Judged before anything is written, so every report format carries the findings.
-    results = apply_policy(outcome.results, policy or baseline_policy(), date.today())
-    paths = _write(results, out_dir, tuple(Format))
-    try:
-        write_nmap_evidence(out_dir, outcome.nmap_xml_files)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {out_dir}/nmap/: {exc.strerror or exc}") from exc
+    say(f"Auditing {len(inventory.hosts)} host(s) from ", inventory.source)
+    interrupt.message = AUDIT_INTERRUPTED
+    # Judged by run_audit, before anything is written: every format carries the findings.
+    outcome = interrupt.run(run_audit(inventory, options, on_host_done=_show_host,
+                                      policy=policy or baseline_policy()))
+    results = outcome.results
+    paths = _write(results, out_dir, tuple(Format), evidence=outcome.nmap_xml_files)
     failed = [h for h in results.hosts if h.status is not HostStatus.OK]
     if results.scan is None:
-        err.print("[yellow]No scan result: the external view is missing.[/]")
+        say(("No scan result: the external view is missing.", "yellow"))
     elif results.scan.ignored_hosts:
         ignored = results.scan.ignored_hosts
-        err.print(f"{len(ignored)} host(s) in the nmap XML are not in the inventory, ignored: "
-                  f"{', '.join(ignored)}", markup=False, soft_wrap=True)
+        say(f"{len(ignored)} host(s) in the nmap XML are not in the inventory, ignored: ",
+            ", ".join(ignored))
     active = sum(f.active for h in results.hosts for f in h.findings)
     fleet = next(c for c in results.compliance if c.group is None)
-    err.print(f"policy {results.policy}: {active} active finding(s), "
-              f"{fleet.hosts_compliant}/{fleet.hosts_total} host(s) compliant",
-              markup=False, soft_wrap=True)
-    err.print(f"results: {paths.results_json}")
+    say("policy ", results.policy, f": {active} active finding(s), "
+        f"{fleet.hosts_compliant}/{fleet.hosts_total} host(s) compliant")
+    say("results: ", paths.results_json)
     if paths.index_html is not None:
-        out.print(str(paths.index_html))
+        say(paths.index_html, to=out)
     if failed:
-        err.print(f"[yellow]{len(failed)} host(s) not fully audited: see the report.[/]")
-    return exit_code(results, fail_on)
+        say((f"{len(failed)} host(s) not fully audited: see the report.", "yellow"))
+    return outcome.exit_code(fail_on)
 
 
 def _fail(exc: FleetAuditError) -> typer.Exit:
-    # The message is not markup: a policy error's field reads "allowed_ports[1].port".
-    err.print("[red]error:[/] ", end="")
-    err.print(str(exc), markup=False, soft_wrap=True)
-    return typer.Exit(EXIT_CONFIG)
+    # Never markup: a policy error's field reads "allowed_ports[1].port", and a host's
+    # error message is whatever the host said.
+    say(("error:", "red"), " ", str(exc))
+    return typer.Exit(ExitCode.CONFIG)
 
 
 @app.command()
@@ -226,9 +203,9 @@ def audit(
     )
     try:
         if dry_run:
-            for line in asyncio.run(audit_dry_run(inv, options)):
-                out.print(line, markup=False, soft_wrap=True)
-            raise typer.Exit(0)
+            for line in interrupt.run(audit_dry_run(inv, options)):
+                say(line, to=out)
+            raise typer.Exit(ExitCode.OK)
         code = _audit(inv, options, out_dir or _default_out(), policy, fail_on)
     except FleetAuditError as exc:
         raise _fail(exc) from exc
@@ -238,7 +215,7 @@ def audit(
 def _load(paths: Sequence[Path], limit: str | None) -> Inventory:
     inventory = load_inventories(list(paths), limit=limit, run_script=run_inventory_script)
     for warning in inventory.warnings:
-        err.print(f"warning: {warning}", markup=False, soft_wrap=True)
+        say("warning: ", warning)
     return inventory
 
 
@@ -280,22 +257,18 @@ def inventory_command(
             row[3] = str(seen.port)
             row[4] = seen.user or f"({local_user()})"
             row[7] = seen.jump_spec or "-"
-        table.add_row(*(Text(cell) for cell in row))
-    out.print(table, soft_wrap=True)
+        table.add_row(*(text(cell) for cell in row))
+    out.print(table)
     for host in inv.hosts:
         for field, origin in sorted(host.origins.items()):
-            out.print(f"  {host.name} {field}: {origin}", markup=False, soft_wrap=True,
-                      highlight=False)
+            say(f"  {host.name} {field}: {origin}", to=out)
         said = _ssh_config_said(host, targets.get(host.name))
         if said:
-            out.print(f"  {host.name} from ssh_config: {said}", markup=False,
-                      soft_wrap=True, highlight=False)
+            say(f"  {host.name} from ssh_config: {said}", to=out)
         for note in host.notes:
-            out.print(f"  {host.name} note: {note}", markup=False, soft_wrap=True,
-                      highlight=False)
-    out.print(f"{len(inv.hosts)} host(s), {len(inv.groups)} group(s) from {inv.source}",
-              markup=False, soft_wrap=True)
-    raise typer.Exit(0)
+            say(f"  {host.name} note: {note}", to=out)
+    say(f"{len(inv.hosts)} host(s), {len(inv.groups)} group(s) from {inv.source}", to=out)
+    raise typer.Exit(ExitCode.OK)
 
 
 def _ssh_config_said(host: InventoryHost, target: SSHTarget | None) -> str:
@@ -338,10 +311,11 @@ def check(
         raise _fail(exc) from exc
     ssh = SSHOptions(known_hosts=known_hosts, host_key_policy=host_key_policy,
                      connect_timeout=connect_timeout, ssh_config=ssh_config)
-    result = asyncio.run(run_preflight(inv, ssh, concurrency=concurrency))
-    out.print(result.model_dump_json(indent=2) if as_json else render_text(result),
-              markup=False, end="")
-    raise typer.Exit(0 if result.complete else EXIT_INCOMPLETE)
+    interrupt.message = "Interrupted: check stopped."
+    result = interrupt.run(run_preflight(inv, ssh, concurrency=concurrency))
+    say(result.model_dump_json(indent=2) + "\n" if as_json else render_text(result),
+        to=out, lines=True, end="")
+    raise typer.Exit(ExitCode.OK if result.complete else ExitCode.INCOMPLETE)
 
 
 @app.command()
@@ -357,15 +331,16 @@ def report(
     try:
         text = results.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        err.print(f"[red]error:[/] cannot read {results}: {exc}")
-        raise typer.Exit(EXIT_CONFIG) from exc
+        raise _fail(ConfigError(f"cannot read {results}: {exc}")) from exc
+    # Re-rendering a run in its own folder keeps the files of it not rendered again.
+    in_place = os.path.realpath(results.parent) == os.path.realpath(out_dir)
     try:
         chosen = parse_formats(formats or [FormatChoice.HTML, FormatChoice.JSON])
-        paths = _write(results_from_json(text), out_dir, chosen)
+        paths = _write(results_from_json(text), out_dir, chosen, carry_over=in_place)
     except FleetAuditError as exc:
         raise _fail(exc) from exc
     for path in paths.files.values():
-        out.print(str(path))
+        say(path, to=out)
 
 
 @app.command()
@@ -376,8 +351,8 @@ def demo(
 ) -> None:
     """Bring up the lab fleet, audit it, tear it down; as non-root, audit this machine."""
     if os.geteuid() != 0:
-        err.print("Not root: a lab fleet needs network namespaces, so this demo audits "
-                  "the local machine instead (nmap on 127.0.0.1, commands run locally).")
+        say("Not root: a lab fleet needs network namespaces, so this demo audits "
+            "the local machine instead (nmap on 127.0.0.1, commands run locally).")
         try:
             code = _audit(local_inventory(), AuditOptions(), out_dir)
         except FleetAuditError as exc:
@@ -412,10 +387,9 @@ def lab_up(
         info = lab.up(count, state_dir=state_dir, internal_plants=internal_plants)
     except LabError as exc:
         raise _fail(exc) from exc
-    err.print(f"{len(info.hosts)} lab hosts up on bridge {info.bridge}")
-    err.print(f"audit them with: fleetaudit audit {info.inventory} "
-              f"--known-hosts {info.known_hosts}")
-    out.print(str(info.inventory))
+    say(f"{len(info.hosts)} lab hosts up on bridge {info.bridge}")
+    say(f"audit them with: fleetaudit audit {info.inventory} --known-hosts {info.known_hosts}")
+    say(info.inventory, to=out)
 
 
 @lab_app.command("down")
@@ -428,4 +402,4 @@ def lab_down(
         lab.down(state_dir)
     except LabError as exc:
         raise _fail(exc) from exc
-    err.print("lab down")
+    say("lab down")

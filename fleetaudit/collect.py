@@ -17,11 +17,10 @@ before, and lets the next skip what the answers made unnecessary:
    command per kind of file for all PIDs, and the links and cmdline of a group of PIDs
    inline in one command, since a process start costs more than the read it makes;
 3. the sha256 of each executable file once (PIDs of one file share it), and the package
-   owning each executable, from the package file lists (rpm hosts also verify it here:
-   `rpm -Vf PATH`);
-4. dpkg hosts: each executable's md5 against its package's md5sums, and the package's
-   version; pacman hosts: `pacman -Qkk` of the packages (both need the owner's name
-   from round 3).
+   owning each executable, from the host's package manager (`fleetaudit.packagers`; one
+   that verifies by path, rpm's `rpm -Vf PATH`, verifies here too);
+4. the others verify by the owner's name from round 3: dpkg each executable's md5
+   against its package's md5sums, with the package's version; pacman `pacman -Qkk`.
 
 After the scan, `collect_final` runs one more round on the same connection, only for ports
 open from outside that no listener inside explains: a bind() probe and the NAT rules.
@@ -34,11 +33,11 @@ error in the view and the others go on; only a TransportError leaves this module
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fleetaudit import addresses
+from fleetaudit import addresses, packagers
 from fleetaudit.batch import (
     TIMED_OUT,
     BatchCommand,
@@ -70,18 +69,13 @@ from fleetaudit.probes import (
     INTERNAL_TOOLS,
     Probe,
     bind_probe,
-    dpkg_owner_probe,
-    dpkg_version_probe,
     exe_hash_probe,
     fd_map_probe,
     host_facts_probe,
-    integrity_probe,
     nat_probe,
     netstat_probe,
-    pacman_owner_probe,
     proc_net_probe,
     process_batch,
-    rpm_owner_probe,
     ss_probe,
     tools_probe,
 )
@@ -261,20 +255,25 @@ def _complete(section: Section | None) -> bool:
 
 
 async def collect_internal(transport: Transport, *, timeout: float = 120.0,
-                           options: CollectOptions | None = None) -> InternalView:
+                           options: CollectOptions | None = None,
+                           on_listing: Callable[[list[Socket]], None] | None = None,
+                           ) -> InternalView:
     """Gather listeners, their process chains, package owners and integrity.
 
-    Raises only TransportError; the connection stays open for `collect_final`.
+    `on_listing` gets the merged listing as soon as round 1 is parsed, so the scan can
+    probe those ports while the later rounds run. Raises only TransportError; the
+    connection stays open for `collect_final`.
     """
     options = options or CollectOptions(timeout=timeout)
     batch = _Batch(transport, options)
     try:
-        return await _collect(batch, options)
+        return await _collect(batch, options, on_listing)
     finally:
         await batch.close()
 
 
-async def _collect(batch: _Batch, options: CollectOptions) -> InternalView:
+async def _collect(batch: _Batch, options: CollectOptions,
+                   on_listing: Callable[[list[Socket]], None] | None = None) -> InternalView:
     tools, facts = tools_probe(INTERNAL_TOOLS), host_facts_probe()
     listings = [(ss_probe(), ListenerSource.SS), (netstat_probe(), ListenerSource.NETSTAT),
                 (netstat_probe(busybox=True), ListenerSource.NETSTAT)]
@@ -330,6 +329,8 @@ async def _collect(batch: _Batch, options: CollectOptions) -> InternalView:
     disagreed = disagreements([*sockets, *(kernel or [])], sources)
     batch.notes += [_describe_disagreement(d) for d in disagreed]
     sockets = merge_listings(sockets, kernel or [])
+    if on_listing is not None:
+        on_listing(sockets)
     ss_ran = "ss" in sections
     del sections  # parsed: the raw text goes now, before the next rounds
     if ss_ran:
@@ -517,21 +518,20 @@ async def _packages(batch: _Batch, processes: list[ProcessInfo], tools: list[str
     hashes = [exe_hash_probe(group) for group in same_file]
     commands = [batch.command(probe, limit=True) for probe in hashes]
     exes = sorted({p.exe for p in processes if p.exe and _verifiable(p.exe)})
-    manager = next((m for m in ("dpkg", "rpm", "pacman") if m in tools), None)
+    manager = packagers.detect(tools)
     if exes and manager is None:
-        batch.notes.append("no package manager found (dpkg, rpm, pacman): ownership and "
+        known = ", ".join(m.name for m in packagers.MANAGERS)
+        batch.notes.append(f"no package manager found ({known}): ownership and "
                            "integrity not checked")
-    owner_probe = rpm_verify = None
+    owner_probe = by_path = None
     if exes and manager is not None:
         queried = sorted({alias for exe in exes for alias in usrmerge_aliases(exe)})
-        owner_probe = (dpkg_owner_probe(queried) if manager == "dpkg"
-                       else rpm_owner_probe(queried) if manager == "rpm"
-                       else pacman_owner_probe(queried))
+        owner_probe = manager.owner_probe(queried)
         commands.append(batch.command(owner_probe, limit=True, output=LISTING_OUTPUT))
-        if manager == "rpm":
-            # rpm verifies by path: no need to wait for the owner's name.
-            rpm_verify = integrity_probe("rpm", {exe: exe for exe in exes})
-            commands.append(batch.command(rpm_verify, limit=True, output=LISTING_OUTPUT))
+        if manager.verifies_by_path:
+            # No need to wait for the owner's name.
+            by_path = manager.integrity_probe({exe: exe for exe in exes})
+            commands.append(batch.command(by_path, limit=True, output=LISTING_OUTPUT))
     if not commands:
         return processes
     sections = await batch.run(commands)
@@ -541,57 +541,56 @@ async def _packages(batch: _Batch, processes: list[ProcessInfo], tools: list[str
     lookups: list[PackageLookup] = batch.read(owner_probe, sections) or []
     if not lookups:
         return processes
-    by_path = {lookup.path: lookup for lookup in lookups}
+    by_spelling = {lookup.path: lookup for lookup in lookups}
 
     def owned(exe: str) -> tuple[str, PackageOwner] | None:
         """The spelling the package database knows the file by, and its owner."""
         for alias in usrmerge_aliases(exe):
-            found = by_path.get(alias)
+            found = by_spelling.get(alias)
             if found is not None and found.owner is not None:
                 return alias, found.owner
         return None
 
     owners = {exe: owned(exe) for exe in exes}
     integrity: dict[str, IntegrityResult] = {}
-    if rpm_verify is not None:
-        for result in batch.read(rpm_verify, sections) or []:
+    if by_path is not None:
+        for result in batch.read(by_path, sections) or []:
             integrity[result.path] = result
-    elif manager == "pacman":
-        integrity = await _pacman_integrity(batch, processes, owners)
     else:
-        integrity, versions = await _dpkg_integrity(batch, processes, owners)
+        integrity, versions = await _by_owner(batch, manager, processes, owners)
         owners = {exe: None if found is None else (found[0], found[1].model_copy(
                       update={"version": versions.get(found[1].name, found[1].version)}))
                   for exe, found in owners.items()}
     packages = {exe: found[1] if found is not None else None for exe, found in owners.items()}
     return [
-        p.model_copy(update={"package": packages[p.exe], "package_manager": manager,
+        p.model_copy(update={"package": packages[p.exe], "package_manager": manager.name,
                              "integrity": integrity.get(p.exe)})
         if p.exe in packages else p
         for p in processes
     ]
 
 
-async def _dpkg_integrity(batch: _Batch, processes: list[ProcessInfo],
-                          owners: dict[str, tuple[str, PackageOwner] | None]
-                          ) -> tuple[dict[str, IntegrityResult], dict[str, str]]:
-    """dpkg --verify of each owning package, read back per executable (as /proc named it),
-    and each owner's installed version, in one round."""
+async def _by_owner(batch: _Batch, manager: packagers.PackageManager,
+                    processes: list[ProcessInfo],
+                    owners: dict[str, tuple[str, PackageOwner] | None]
+                    ) -> tuple[dict[str, IntegrityResult], dict[str, str]]:
+    """The integrity of each owned executable, checked by its package's name, read back as
+    /proc named it; and each owner's version where the owner probe did not say it. One
+    round."""
     deleted = {p.exe for p in processes if p.exe_deleted}
     # The file on disk is no longer the one running: verifying it would vouch for nothing.
-    targets = {alias: owner.name for exe, found in owners.items()
-               if found is not None and exe not in deleted
-               for alias, owner in [found]}
+    targets = {found[0]: found[1].name for exe, found in owners.items()
+               if found is not None and exe not in deleted}
     # "a, b": several packages list the file; no one version is its.
     names = sorted({found[1].name for found in owners.values()
                     if found is not None and ", " not in found[1].name})
     commands, probe, versions_probe = [], None, None
     try:
         if targets:
-            probe = integrity_probe("dpkg", targets)
+            probe = manager.integrity_probe(targets)
             commands.append(batch.command(probe, limit=True, output=LISTING_OUTPUT))
-        if names:
-            versions_probe = dpkg_version_probe(names)
+        if names and manager.version_probe is not None:
+            versions_probe = manager.version_probe(names)
             commands.append(batch.command(versions_probe, limit=True, output=LISTING_OUTPUT))
     except ValueError as exc:
         batch.errors.append(f"integrity not checked: {exc}")
@@ -614,26 +613,6 @@ def _per_exe(owners: dict[str, tuple[str, PackageOwner] | None],
             results[exe] = result if result.path == exe else result.model_copy(
                 update={"path": exe})
     return results
-
-
-async def _pacman_integrity(batch: _Batch, processes: list[ProcessInfo],
-                            owners: dict[str, tuple[str, PackageOwner] | None]
-                            ) -> dict[str, IntegrityResult]:
-    """`pacman -Qkk` of each owning package (the owner's name came with `pacman -Qo`, as did
-    its version), read back per executable as /proc named it."""
-    deleted = {p.exe for p in processes if p.exe_deleted}
-    # The file on disk is no longer the one running: verifying it would vouch for nothing.
-    targets = {found[0]: found[1].name for exe, found in owners.items()
-               if found is not None and exe not in deleted}
-    if not targets:
-        return {}
-    try:
-        probe = integrity_probe("pacman", targets)
-    except ValueError as exc:
-        batch.errors.append(f"integrity not checked: {exc}")
-        return {}
-    sections = await batch.run([batch.command(probe, limit=True, output=LISTING_OUTPUT)])
-    return _per_exe(owners, batch.read(probe, sections) or [])
 
 
 # --- after the scan -------------------------------------------------------------------

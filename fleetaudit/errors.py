@@ -4,11 +4,13 @@
     +-- ConfigError                 the user's input is wrong (exit code 2)
     |   +-- InventoryError          inventory file unreadable or invalid
     |   +-- PolicyError             policy file unreadable or invalid (names file, line, field)
+    |   +-- ReportWriteError        the report could not be written (the previous one is kept)
     +-- ParseError                  a command's output is not what its parser knows
     +-- TransportError              a host could not be reached or talked to
     |   +-- ConnectError            no TCP/SSH session (refused, timeout, DNS)
     |   +-- AuthError               the host refused our credentials
     |   +-- HostKeyError            the host key is unknown or does not match
+    |   |   +-- HostKeyChangedError the key differs from the one on record (a finding too)
     |   +-- CommandError            a command could not be run or timed out
     |       +-- RoundCutError       a script stopped part way (keeps what arrived)
     +-- ScanError                   nmap could not produce a usable scan
@@ -40,6 +42,17 @@ class PolicyError(ConfigError):
     """The policy file cannot be read or does not validate."""
 
 
+class ReportWriteError(ConfigError):
+    """The report could not be put in place; the previous report there is unchanged.
+
+    `saved` is where this run's results.json was kept instead, if anywhere.
+    """
+
+    def __init__(self, message: str, saved: str | None = None) -> None:
+        super().__init__(message)
+        self.saved = saved
+
+
 class ParseError(FleetAuditError):
     """A command's output does not have the shape its parser expects."""
 
@@ -58,6 +71,16 @@ class AuthError(TransportError):
 
 class HostKeyError(TransportError):
     """The host key is unknown or differs from the one on record."""
+
+
+class HostKeyChangedError(HostKeyError):
+    """The host offered a key other than the one on record: a possible man-in-the-middle,
+    so a security finding as well as an unreachable host. Fingerprints as ssh shows them."""
+
+    def __init__(self, message: str, *, offered: str, recorded: list[str],
+                 known_hosts: str) -> None:
+        super().__init__(message)
+        self.offered, self.recorded, self.known_hosts = offered, recorded, known_hosts
 
 
 class CommandError(TransportError):

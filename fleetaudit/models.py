@@ -179,15 +179,6 @@ class IntegrityResult(Model):
     detail: str | None = None
 
 
-class EnvVar(Model):
-    """One environment variable asked for by name; a secret-looking value is never kept."""
-
-    name: str
-    present: bool
-    value: str | None = None
-    redacted: bool = False
-
-
 class ProcessInfo(Model):
     pid: int
     exe: str | None = None
@@ -374,6 +365,15 @@ class ExtraPorts(Model):
     count: int
 
 
+class NotProbed(Model):
+    """A port the host's own listing showed that the scan could not probe, and why
+    (a UDP listener when the scan was not root): a stated gap, not a silent one."""
+
+    proto: Proto
+    port: Port
+    reason: str
+
+
 class ExternalHost(Model):
     """One host as nmap saw it; `errors` say what of its scan is missing (cut short, timed out).
 
@@ -391,6 +391,7 @@ class ExternalHost(Model):
     finished_at: datetime | None = None
     timed_out: bool = False
     errors: list[str] = []
+    not_probed: list[NotProbed] = []
 
     def was_scanned(self, proto: Proto, port: int) -> bool:
         return any(r.first <= port <= r.last for r in self.scanned.get(proto, []))
@@ -515,10 +516,12 @@ class Waiver(Model):
 
 
 class Finding(Model):
-    """A policy rule that a host or port breaks; `id` is stable across runs."""
+    """One problem on a port (or a host), with every rule and verdict that flags it;
+    `rule` is the first of `rules`, and `id` (from it) is stable across runs."""
 
     id: str
     rule: str
+    rules: list[str] = []  # every rule of the problem, `rule` first (older files: empty)
     severity: Severity
     host: str
     proto: Proto | None = None
@@ -532,6 +535,11 @@ class Finding(Model):
     @property
     def active(self) -> bool:
         return self.waiver is None or self.waiver_expired
+
+    @property
+    def named_rules(self) -> list[str]:
+        """Every rule of the problem (a finding from an older results.json names one)."""
+        return self.rules or [self.rule]
 
 
 class RuleOutcome(Model):
@@ -549,6 +557,15 @@ class ComplianceSummary(Model):
     rules: list[RuleOutcome] = []
 
 
+class HostKeyChange(Model):
+    """The host offered an SSH key other than the one on record: a possible
+    man-in-the-middle (or a reinstalled host), judged as the HOST_KEY_CHANGED finding."""
+
+    offered: str  # fingerprints, as ssh prints them (SHA256:...)
+    recorded: list[str] = []
+    known_hosts: str
+
+
 class HostResult(Model):
     name: str
     address: str
@@ -560,6 +577,7 @@ class HostResult(Model):
     external: ExternalHost | None = None
     findings: list[Finding] = []
     compliant: bool | None = None
+    host_key_changed: HostKeyChange | None = None
 
 
 class AuditResults(Model):

@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,17 +29,20 @@ from fleetaudit.collect import (
 from fleetaudit.errors import (
     AuthError,
     CommandError,
+    HostKeyChangedError,
     HostKeyError,
     ScanError,
     TransportError,
     UnsafeTargetError,
 )
+from fleetaudit.exitcodes import ExitCode
 from fleetaudit.guard import admit
 from fleetaudit.models import (
     AuditResults,
     Connection,
     ExternalHost,
     HostError,
+    HostKeyChange,
     HostResult,
     HostStatus,
     InternalView,
@@ -46,8 +50,11 @@ from fleetaudit.models import (
     InventoryHost,
     Proto,
     ScanRun,
+    Severity,
+    Socket,
     Stage,
 )
+from fleetaudit.policy import Policy, apply_policy, baseline_policy, exit_code
 from fleetaudit.reconcile import reconcile_host
 from fleetaudit.scan.command import (
     DEFAULT_BATCH_SIZE,
@@ -56,6 +63,7 @@ from fleetaudit.scan.command import (
     DEFAULT_VERSION_HOST_TIMEOUT,
     ScanSettings,
 )
+from fleetaudit.scan.plan import Listing, inside_ports
 from fleetaudit.ssh_target import SSHTarget, resolve_target
 from fleetaudit.transport import SSHOptions, Transport, TransportFactory, connect
 
@@ -88,6 +96,10 @@ class AuditOutcome:
     # One raw report per nmap process (or per --nmap-xml file), for DIR/nmap/<name>.xml.
     nmap_xml_files: list[tuple[str, bytes]] = field(default_factory=list)
 
+    def exit_code(self, fail_on: Severity | None = None) -> ExitCode:
+        """The process exit code of these judged results (fleetaudit.exitcodes)."""
+        return exit_code(self.results, fail_on)
+
 
 # What the scan task gives: the run with every host's external view (None when there is
 # no scan), the whole fleet scan (evidence, per-host failures), and a whole-run error.
@@ -104,6 +116,14 @@ class _HostState:
     errors: list[HostError] = field(default_factory=list)
     status: HostStatus = HostStatus.OK
     internal: InternalView | None = None
+    host_key_changed: HostKeyChange | None = None
+    # What the scan waits for: the ports round 1 lists (None: collection failed).
+    listing: asyncio.Future[Listing | None] | None = None
+
+    def heard(self, sockets: Sequence[Socket] | None) -> None:
+        """Give the scan this host's listing, once (later calls change nothing)."""
+        if self.listing is not None and not self.listing.done():
+            self.listing.set_result(None if sockets is None else inside_ports(sockets))
 
     def fail(self, status: HostStatus, stage: Stage, message: str) -> None:
         if self.status is HostStatus.OK:
@@ -214,9 +234,13 @@ async def _collect(state: _HostState, options: AuditOptions, limit: asyncio.Sema
             transport = await connect(state.host, state.address, options.ssh, state.target)
         except TransportError as exc:
             state.fail(_transport_status(exc), Stage.CONNECT, str(exc))
+            if isinstance(exc, HostKeyChangedError):  # also a finding: see policy.rules
+                state.host_key_changed = HostKeyChange(
+                    offered=exc.offered, recorded=exc.recorded, known_hosts=exc.known_hosts)
             return
         try:
-            state.internal = await collect_internal(transport, options=collect_options)
+            state.internal = await collect_internal(transport, options=collect_options,
+                                                    on_listing=state.heard)
         except TransportError as exc:
             await transport.close()
             state.fail(HostStatus.COLLECTION_FAILED, Stage.COLLECT, str(exc))
@@ -226,6 +250,7 @@ async def _collect(state: _HostState, options: AuditOptions, limit: asyncio.Sema
             state.fail(HostStatus.COLLECTION_FAILED, Stage.COLLECT,
                        f"internal error while collecting: {type(exc).__name__}: {exc}")
             return
+    state.heard(state.internal.sockets)  # never leave the scan waiting on round 1
     for message in state.internal.errors:
         state.errors.append(HostError(stage=Stage.COLLECT, message=message))
     gaps = state.internal.coverage.gaps if state.internal.coverage else []
@@ -300,16 +325,45 @@ def scan_settings(options: AuditOptions) -> ScanSettings:
 
 
 async def _scan(targets: list[str], settings: ScanSettings | None, options: AuditOptions,
-                imported: scan.FleetScan | None = None) -> ScanOutcome:
+                imported: scan.FleetScan | None = None,
+                listings: dict[str, asyncio.Future[Listing | None]] | None = None,
+                ) -> ScanOutcome:
     if imported is not None:
         return imported.run, imported, None
     if not targets or settings is None:
         return None, None, "nothing to scan"
     try:
-        fleet = await scan.scan_fleet(targets, settings, nmap_path=options.nmap_path)
+        fleet = await scan.scan_fleet(targets, settings, nmap_path=options.nmap_path,
+                                      listings=listings)
     except ScanError as exc:
         return None, None, str(exc)
     return fleet.run, fleet, None
+
+
+def _listings(states: Sequence[_HostState]) -> dict[str, asyncio.Future[Listing | None]]:
+    """One future per scanned address for the scan to widen its port lists with (issue 12):
+    each host's own, or the union of the hosts that share an address."""
+    loop = asyncio.get_running_loop()
+    by_address: dict[str, list[asyncio.Future[Listing | None]]] = {}
+    for state in states:
+        if state.address and state.scanned:
+            state.listing = loop.create_future()
+            by_address.setdefault(scan.canonical(state.address), []).append(state.listing)
+    return {key: futures[0] if len(futures) == 1 else asyncio.ensure_future(_union(futures))
+            for key, futures in by_address.items()}
+
+
+async def _union(futures: list[asyncio.Future[Listing | None]]) -> Listing | None:
+    got = [g for g in await asyncio.gather(*futures) if g is not None]
+    return frozenset().union(*got) if got else None
+
+
+async def _collect_listed(state: _HostState, *args: Any, **kwargs: Any) -> None:
+    """`_collect`, and the scan is told when it ends without a listing (never left waiting)."""
+    try:
+        await _collect(state, *args, **kwargs)
+    finally:
+        state.heard(None)
 
 
 async def _import(targets: list[str], options: AuditOptions) -> scan.FleetScan | None:
@@ -390,9 +444,15 @@ async def run_audit(
     on_host_done: Callable[[HostResult], None] | None = None,
     *,
     connect: TransportFactory = connect,
+    policy: Policy | None = None,
+    today: date | None = None,
 ) -> AuditOutcome:
     """Scan and collect every host at once; each host's failure is its outcome.
 
+    The results come back judged by `policy` (default: the built-in baseline) as of
+    `today`: findings, compliance marks, summaries, so a library caller gets what the
+    CLI reports, and `AuditOutcome.exit_code` the CLI's exit code. `on_host_done` sees
+    each host as soon as it is reconciled, before judgement (for progress).
     `connect` opens one host's transport: `transport.connect` (SSH, or local), or a
     test double with its signature (`fleetaudit.testing.fakehost.FakeFleet.connect`).
     """
@@ -403,11 +463,23 @@ async def run_audit(
     limit = asyncio.Semaphore(max(1, options.concurrency))
     imported = await _import(targets, options) if settings is None else None
 
-    scan_task = asyncio.create_task(_scan(targets, settings, options, imported))
+    listings = _listings(ready) if imported is None else None
+    scan_task = asyncio.create_task(_scan(targets, settings, options, imported, listings))
     parking = _Parking(options.parked_connections)
-    try:
-        await asyncio.gather(*(_collect(s, options, limit, parking, scan_task, connect)
+    collection = asyncio.gather(*(_collect_listed(s, options, limit, parking, scan_task, connect)
                                for s in ready))
+    try:
+        try:
+            # Shielded, so a cancel (Ctrl-C, SIGTERM) reaches this frame at once: the scan
+            # is stopped first, then the collectors. Unshielded, the cancel waited for every
+            # collector, and one that lost it (3.11's wait_for drops a cancel that lands as
+            # its awaitable finishes) then waited out the whole scan, nmap running.
+            await asyncio.shield(collection)
+        except asyncio.CancelledError:
+            scan_task.cancel()
+            collection.cancel()
+            await asyncio.gather(scan_task, collection, return_exceptions=True)
+            raise
         scan_run, fleet, scan_error = await scan_task
     finally:
         if not scan_task.done():
@@ -423,11 +495,12 @@ async def run_audit(
         results.append(result)
         if on_host_done is not None:
             on_host_done(result)
+    audited = AuditResults(tool_version=__version__, inventory=inventory.source,
+                           started_at=started, finished_at=datetime.now(UTC),
+                           scan=scan_run.model_copy(update={"hosts": []}) if scan_run else None,
+                           hosts=results)
     return AuditOutcome(
-        results=AuditResults(tool_version=__version__, inventory=inventory.source,
-                             started_at=started, finished_at=datetime.now(UTC),
-                             scan=scan_run.model_copy(update={"hosts": []}) if scan_run else None,
-                             hosts=results),
+        results=apply_policy(audited, policy or baseline_policy(), today or date.today()),
         nmap_xml_files=fleet.evidence if fleet else [],
     )
 
@@ -471,4 +544,5 @@ def _host_result(state: _HostState, fleet: scan.FleetScan | None,
                            not_scanned=not_scanned)
     return HostResult(name=host.name, address=state.address, groups=host.groups,
                       status=state.status, errors=state.errors, ports=ports,
-                      internal=state.internal, external=external)
+                      internal=state.internal, external=external,
+                      host_key_changed=state.host_key_changed)

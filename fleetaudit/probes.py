@@ -1,6 +1,7 @@
 """Probes: each read-only command paired with the pure function that parses its output.
 
-The engine (collect) alone runs them. Anything variable put into a command (a PID, a
+The engine (collect) alone runs them; the package managers' own probes are in
+`fleetaudit.packagers`, one module per manager. Anything variable put into a command (a PID, a
 path read from /proc, a package or variable name, a port) is validated or shell-quoted
 here, because it may come from a hostile host. Every command is POSIX sh and works
 with busybox: no GNU-only options.
@@ -10,17 +11,14 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from fleetaudit.batch import BatchCommand, Section
 from fleetaudit.errors import ParseError
 from fleetaudit.models import (
     BindResult,
-    EnvVar,
-    IntegrityResult,
-    PackageLookup,
     ProcessInfo,
     Proto,
     Socket,
@@ -29,24 +27,8 @@ from fleetaudit.models import (
 )
 from fleetaudit.parsers.bindprobe import BIND_PERL, BIND_PYTHON, parse_bind_probe
 from fleetaudit.parsers.hostfacts import parse_host_facts
-from fleetaudit.parsers.integrity import (
-    DPKG_PACKAGE,
-    parse_dpkg_md5,
-    parse_pacman_verify,
-    parse_rpm_verify,
-)
 from fleetaudit.parsers.nat import NatReading, parse_nat
 from fleetaudit.parsers.netstat import parse_netstat
-from fleetaudit.parsers.packages import (
-    LISTS_DIVERSIONS,
-    LISTS_NO_DATABASE,
-    PACMAN_PACKAGE,
-    parse_dpkg_lists,
-    parse_dpkg_versions,
-    parse_pacman_qo,
-    parse_rpm_qf,
-    usrmerge_aliases,
-)
 from fleetaudit.parsers.proc import (
     parse_cmdline,
     parse_exe_id,
@@ -61,14 +43,11 @@ from fleetaudit.parsers.procbatch import (
     parse_stat_lines,
 )
 from fleetaudit.parsers.process import (
-    ENV_NAME,
-    SECRET_NAME,
     ProcessFacts,
     build_process,
     parse_cgroup,
     parse_cwd_link,
     parse_env_names,
-    parse_env_value,
     parse_maps,
     parse_netns_link,
     parse_proc_stat,
@@ -80,7 +59,6 @@ from fleetaudit.parsers.tools import parse_command_v
 
 T = TypeVar("T")
 
-TOOLS = ("ss", "netstat", "lsof", "readlink", "stat", "cat", "dpkg", "rpm")
 # Tools the internal-view probes can use, for a Coverage report: which ones a host lacks.
 INTERNAL_TOOLS = ("ss", "netstat", "busybox", "lsof", "readlink", "stat", "cat", "sha256sum",
                   "openssl", "md5sum", "getconf", "dpkg", "rpm", "pacman", "python3", "perl",
@@ -100,7 +78,7 @@ class Probe(Generic[T]):
         return self.parse(section.text)
 
 
-def tools_probe(names: Sequence[str] = TOOLS) -> Probe[tuple[list[str], list[str]]]:
+def tools_probe(names: Sequence[str]) -> Probe[tuple[list[str], list[str]]]:
     """`command -v` each name (one per call: dash answers only for the first operand)."""
     wanted = list(names)
     for name in wanted:
@@ -176,100 +154,24 @@ def _pid(pid: int) -> int:
     return pid
 
 
-def exe_probe(pid: int) -> Probe[tuple[str | None, bool]]:
-    return Probe(name=f"exe.{_pid(pid)}", command=f"readlink /proc/{pid}/exe",
-                 parse=parse_exe_link)
-
-
-def cmdline_probe(pid: int) -> Probe[list[str]]:
-    return Probe(name=f"cmdline.{_pid(pid)}", command=f"cat /proc/{pid}/cmdline",
-                 parse=parse_cmdline)
-
-
-def owner_probe(pid: int) -> Probe[tuple[int | None, str | None]]:
-    return Probe(name=f"owner.{_pid(pid)}", command=f"stat -c '%u %U' /proc/{pid}",
-                 parse=parse_stat_owner)
-
-
-@dataclass(frozen=True)
-class ProcessProbes:
-    """Every probe about one PID, and how to assemble their answers into one ProcessInfo.
-
-    Run `probes` in one batch, then `build(sections, system)`: a probe whose section is
-    missing or unreadable leaves its fields empty and says why in ProcessInfo.errors, so
-    one unreadable file never loses the rest of the evidence.
-    """
-
-    pid: int
-    probes: list[Probe[Any]] = field(default_factory=list)
-
-    def build(self, sections: Mapping[str, Section], system: SystemFacts | None = None,
-              redact: Sequence[str] = ()) -> ProcessInfo:
-        facts = ProcessFacts()
-        for probe in self.probes:
-            section = sections.get(probe.name)
-            if section is None:
-                facts.errors.append(f"{probe.name}: no output (`{probe.command}`)")
-                continue
-            try:
-                facts.values[probe.name.partition(".")[0]] = probe.read(section)
-            except ParseError as exc:
-                facts.errors.append(f"{probe.name}: {exc}")
-        return build_process(self.pid, facts, system, redact)
-
-
-def _environ_records(pid: int) -> str:
-    """/proc/PID/environ one record a line: NUL -> newline, and a newline in a value -> \\001."""
-    return f"tr '\\n\\0' '\\001\\n' < /proc/{pid}/environ"
-
-
-_ENV_NAMES_SED = "sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/\\1/p'"
-
-
-def process_probes(pid: int, *, hash_exe: bool = True, maps: bool = True,
-                   exe_id: bool = False) -> ProcessProbes:
-    """exe, cmdline, owner, status, start time, cwd, exe sha256, maps, env names, cgroup, netns.
-
-    `hash_exe=False` skips `sha256sum` (the only probe that reads a whole file);
-    `exe_id=True` asks which file runs instead, so that collection hashes each file once
-    (`exe_hash_probe`). The environment's VALUES never leave the host: `sed` keeps the
-    names only, there.
-    """
-    p = _pid(pid)
-    probes: list[Probe[Any]] = [
-        exe_probe(p),
-        cmdline_probe(p),
-        owner_probe(p),
-        Probe(name=f"status.{p}", command=f"cat /proc/{p}/status", parse=parse_proc_status),
-        Probe(name=f"stat.{p}", command=f"cat /proc/{p}/stat", parse=parse_proc_stat),
-        Probe(name=f"cwd.{p}", command=f"readlink /proc/{p}/cwd", parse=parse_cwd_link),
-        Probe(name=f"netns.{p}", command=f"readlink /proc/{p}/ns/net", parse=parse_netns_link),
-        Probe(name=f"cgroup.{p}", command=f"cat /proc/{p}/cgroup", parse=parse_cgroup),
-        # Names only: each NUL-separated record becomes one line (a newline inside a value
-        # turned into \001 first, so a value's later lines cannot pass for records), and
-        # sed prints only the NAME of records shaped NAME=...; values never leave the host.
-        Probe(name=f"envnames.{p}", command=f"{_environ_records(p)} | {_ENV_NAMES_SED}",
-              parse=parse_env_names),
-    ]
-    if hash_exe:
-        # Through /proc/PID/exe, so a deleted or replaced binary is hashed as it runs.
-        probes.append(Probe(name=f"sha256.{p}", command=f"sha256sum /proc/{p}/exe",
-                            parse=parse_sha256))
-    if exe_id:
-        # Which file runs (device and inode, deleted ones too), so that PIDs running the
-        # same one are hashed once, by `exe_hash_probe`.
-        probes.append(exe_id_probe(p))
-    if maps:
-        # Only the path column leaves the host (fields 6+), once per file.
-        probes.append(Probe(name=f"maps.{p}",
-                            command=f"cut -d' ' -f6- /proc/{p}/maps | sort -u",
-                            parse=parse_maps))
-    return ProcessProbes(pid=p, probes=probes)
-
-
+# How each kind of read about one PID is parsed. The reads of a group of PIDs come back
+# cut per PID and kind (`ProcessBatch.sections`), each part as its own file's text.
+_PARSE: dict[str, Callable[[str], Any]] = {
+    "exe": parse_exe_link, "cmdline": parse_cmdline, "owner": parse_stat_owner,
+    "status": parse_proc_status, "stat": parse_proc_stat, "cwd": parse_cwd_link,
+    "netns": parse_netns_link, "cgroup": parse_cgroup, "envnames": parse_env_names,
+    "exeid": parse_exe_id, "maps": parse_maps,
+}
 # Read per PID, inline in one command: readlink takes one path on busybox, and cmdline's
 # NUL-separated text keeps its exact bytes only through cat.
-_OWN_KINDS = ("exe", "cwd", "netns", "cmdline")
+_OWN_READS = {"exe": "readlink /proc/{pid}/exe", "cmdline": "cat /proc/{pid}/cmdline",
+              "cwd": "readlink /proc/{pid}/cwd", "netns": "readlink /proc/{pid}/ns/net"}
+
+
+def _kinds(*, maps: bool, exe_id: bool) -> tuple[str, ...]:
+    """The reads every PID gets, in the order their errors are reported."""
+    return ("exe", "cmdline", "owner", "status", "stat", "cwd", "netns", "cgroup", "envnames",
+            *(("exeid",) if exe_id else ()), *(("maps",) if maps else ()))
 
 
 @dataclass(frozen=True)
@@ -278,17 +180,19 @@ class ProcessBatch:
     group of PIDs (`shared`), and each PID's links and cmdline (`own`).
 
     Run each of `chunks` as one command (build_inline: no subshell per read), then
-    `read(parts, system)` with every part's section by name: each PID gets the text its
-    own per-file command would have printed, assembled as ProcessProbes does.
+    `read(parts, system)` with every part's section by name: each PID's part of each read
+    is parsed as that PID's file would be, a read that failed costing only its own fields
+    (said in ProcessInfo.errors), never the rest of the evidence.
     """
 
     pids: list[int]
-    bundles: dict[int, ProcessProbes]
+    kinds: tuple[str, ...]
     shared: list[Probe[dict[Any, str]]]
     chunks: list[list[Probe[Any]]]
 
     def own(self, pid: int) -> list[Probe[Any]]:
-        return [p for p in self.bundles[pid].probes if p.name.partition(".")[0] in _OWN_KINDS]
+        return [Probe(name=f"{kind}.{pid}", command=command.format(pid=pid),
+                      parse=_PARSE[kind]) for kind, command in _OWN_READS.items()]
 
     def sections(self, parts: Mapping[str, Section]) -> tuple[dict[int, dict[str, Section]],
                                                               list[str]]:
@@ -317,6 +221,22 @@ class ProcessBatch:
                                                     exit_status=0)
         return out, failed
 
+    def build(self, pid: int, sections: Mapping[str, Section],
+              system: SystemFacts | None = None, redact: Sequence[str] = ()) -> ProcessInfo:
+        """One PID's ProcessInfo from its sections (`sections()`' per-PID dict)."""
+        facts = ProcessFacts()
+        for kind in self.kinds:
+            name = f"{kind}.{pid}"
+            section = sections.get(name)
+            if section is None:
+                facts.errors.append(f"{name}: no output")
+                continue
+            try:
+                facts.values[kind] = _PARSE[kind](section.text)
+            except ParseError as exc:
+                facts.errors.append(f"{name}: {exc}")
+        return build_process(pid, facts, system, redact)
+
     def read(self, parts: Mapping[str, Section], system: SystemFacts | None,
              redact: Sequence[str] = ()) -> BatchRead:
         """Every PID's ProcessInfo, the PIDs grouped by the file they run (so that each
@@ -328,15 +248,14 @@ class ProcessBatch:
         groups: dict[tuple[int, int] | int, list[int]] = {}
         for pid in self.pids:
             try:
-                info = self.bundles[pid].build(sections[pid], system, redact)
+                info = self.build(pid, sections[pid], system, redact)
             except ParseError as exc:
                 info = ProcessInfo(pid=pid, errors=[str(exc)])
             processes.append(info.model_copy(update={"errors": [*info.errors, *failed]})
                              if failed else info)
-            identity = exe_id_probe(pid)
-            section = sections[pid].get(identity.name)
+            section = sections[pid].get(f"exeid.{pid}")
             try:
-                file_id = identity.read(section) if section is not None else None
+                file_id = parse_exe_id(section.text) if section is not None else None
             except ParseError:
                 file_id = None  # the ProcessInfo's errors already say why
             groups.setdefault(file_id if file_id is not None else pid, []).append(pid)
@@ -352,25 +271,25 @@ class BatchRead:
 
 def process_batch(pids: Sequence[int], *, maps: bool = True,
                   exe_id: bool = True) -> ProcessBatch:
-    """The reads of `process_probes` for many PIDs, with a process per kind, not per read.
+    """Every listening PID's chain (exe, cmdline, owner, status, start time, cwd, netns,
+    cgroup, environment names, and optionally which file runs and the mapped files), with
+    a process per kind of read and group of PIDs, not per read.
 
     A shared read runs once for a group of PIDs; a parse error in one loses that kind for
-    those PIDs (said in each ProcessInfo.errors), never the other kinds.
+    those PIDs (said in each ProcessInfo.errors), never the other kinds. The environment's
+    VALUES never leave the host: only the names are matched there.
     """
     wanted = list(dict.fromkeys(_pid(pid) for pid in pids))
-    bundles = {pid: process_probes(pid, hash_exe=False, maps=maps, exe_id=exe_id)
-               for pid in wanted}
-    shared: list[Probe[dict[Any, str]]] = []
-    chunks: list[list[Probe[Any]]] = []
+    batch = ProcessBatch(pids=wanted, kinds=_kinds(maps=maps, exe_id=exe_id), shared=[],
+                         chunks=[])
     # A time-limited command reaches the host as one `sh -c` argument, which Linux caps
     # at 128 KiB; a group's reads stay well under it.
     for n, start in enumerate(range(0, len(wanted), _PIDS_PER_READ)):
         group = wanted[start:start + _PIDS_PER_READ]
         reads = _shared_reads(group, n, maps=maps, exe_id=exe_id)
-        shared += reads
-        chunks.append([*reads, *(p for pid in group for p in bundles[pid].probes
-                                 if p.name.partition(".")[0] in _OWN_KINDS)])
-    return ProcessBatch(pids=wanted, bundles=bundles, shared=shared, chunks=chunks)
+        batch.shared.extend(reads)
+        batch.chunks.append([*reads, *(p for pid in group for p in batch.own(pid))])
+    return batch
 
 
 _PIDS_PER_READ = 64
@@ -406,12 +325,6 @@ def _shared_reads(pids: list[int], n: int, *, maps: bool,
     return reads
 
 
-def exe_id_probe(pid: int) -> Probe[tuple[int, int] | None]:
-    p = _pid(pid)
-    return Probe(name=f"exeid.{p}", command=f"stat -L -c '%d %i' /proc/{p}/exe",
-                 parse=parse_exe_id)
-
-
 def exe_hash_probe(pids: Sequence[int]) -> Probe[str | None]:
     """sha256 of one executable that all `pids` run (same device and inode): the first of
     them still running answers, through its /proc/PID/exe.
@@ -428,150 +341,6 @@ def exe_hash_probe(pids: Sequence[int]) -> Probe[str | None]:
                          f"for p in {' '.join(map(str, wanted))}; do "
                          "$h /proc/$p/exe 2>/dev/null && break; done; true",
                  parse=parse_sha256)
-
-
-def environ_value_probe(pid: int, name: str) -> Probe[EnvVar]:
-    """One environment variable's value, asked for by name; secret-looking values are
-    redacted by the parser (key/token/secret/password in the name, or high entropy).
-
-    Only the matching line leaves the host; the name is validated, never quoted into a regex
-    the host could misread.
-    """
-    p = _pid(pid)
-    if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
-        raise ValueError(f"not an environment variable name: {name!r}")
-    # Secret-looking names: the value is cut on the host; only presence crosses the wire.
-    cut = " | sed 's/=.*/=/'" if SECRET_NAME.search(name) else ""
-    return Probe(
-        name=f"envvalue.{p}.{name}",
-        command=f"{_environ_records(p)} | grep -m 1 '^{name}='{cut}",
-        parse=lambda text: parse_env_value(text, name),
-    )
-
-
-def _quoted(paths: Sequence[str]) -> str:
-    for path in paths:
-        if not isinstance(path, str) or not path.startswith("/") or "\n" in path or "\0" in path:
-            raise ValueError(f"not an absolute path: {path!r}")
-    return " ".join(shlex.quote(p) for p in paths)
-
-
-_DPKG_INFO = "/var/lib/dpkg/info"
-_DIVERSIONS = "/var/lib/dpkg/diversions"
-
-
-def dpkg_owner_probe(paths: Sequence[str]) -> Probe[list[PackageLookup]]:
-    """Owners from the package file lists themselves: one `grep -xF` over info/*.list.
-
-    `dpkg -S` reads the same lists into memory first (~90 ms on a 900-package host,
-    against ~20 ms for grep). The paths are fixed strings, whole lines (`-x`): no glob, no
-    regex, no partial match. The diversions' own paths are searched too (`-f`), so a
-    diverted path is answered as dpkg would; `parse_dpkg_lists` has the rules.
-    """
-    wanted = list(paths)
-    _quoted(wanted)
-    patterns = " ".join(f"-e {shlex.quote(path)}" for path in wanted)
-    return Probe(
-        name="dpkg",
-        command=(f"if cd {_DPKG_INFO} 2>/dev/null; then "
-                 f"d={_DIVERSIONS}; [ -r \"$d\" ] || d=/dev/null; "
-                 f"grep -HxF {patterns} -f \"$d\" -- *.list 2>&1; "
-                 f"echo '{LISTS_DIVERSIONS}'; cat \"$d\"; "
-                 f"else echo '{LISTS_NO_DATABASE}'; fi"),
-        parse=lambda text: parse_dpkg_lists(text, wanted),
-    )
-
-
-def dpkg_version_probe(packages: Sequence[str]) -> Probe[dict[str, str]]:
-    """The installed version of each package (the file lists do not say it)."""
-    wanted = _package_names(packages, DPKG_PACKAGE, "dpkg")
-    return Probe(name="dpkgversion",
-                 command="dpkg-query -W -f '${Package}\\t${Version}\\n' -- "
-                         f"{' '.join(wanted)} 2>&1",
-                 parse=parse_dpkg_versions)
-
-
-def rpm_owner_probe(paths: Sequence[str]) -> Probe[list[PackageLookup]]:
-    wanted = list(paths)
-    fmt = shlex.quote("%{NAME} %{VERSION}-%{RELEASE}\n")
-    return Probe(
-        name="rpm",
-        command=f"rpm -qf --queryformat {fmt} -- {_quoted(wanted)} 2>&1",
-        parse=lambda text: parse_rpm_qf(text, wanted),
-    )
-
-
-# pacman writes its answers to stdout (buffered, flushed when the buffer fills) and its
-# errors to stderr: merged with 2>&1 a buffer flush could split a line. So stdout goes
-# straight out (fd 3) and stderr is kept and printed after it; $s is pacman's status.
-def _pacman(args: str) -> str:
-    return (f"{{ s=0; e=$(pacman {args} 2>&1 >&3) || s=$?; printf '%s\\n' \"$e\"; }} 3>&1")
-
-
-def pacman_owner_probe(paths: Sequence[str]) -> Probe[list[PackageLookup]]:
-    """`pacman -Qo -- PATH...`: owner and version of each path, from the local database."""
-    wanted = list(paths)
-    return Probe(
-        name="pacman",
-        command=_pacman(f"-Qo -- {_quoted(wanted)}"),
-        parse=lambda text: parse_pacman_qo(text, wanted),
-    )
-
-
-def _package_names(names: Iterable[str], pattern: re.Pattern[str], manager: str) -> list[str]:
-    """Each name once, every one checked: it goes into a command line."""
-    unique = list(dict.fromkeys(names))
-    for name in unique:
-        if not isinstance(name, str) or not pattern.fullmatch(name):
-            raise ValueError(f"not a {manager} package name: {name!r}")
-    return unique
-
-
-def integrity_probe(manager: str, targets: Mapping[str, str]) -> Probe[list[IntegrityResult]]:
-    """Has the package manager's checksum of each executable changed?
-
-    `targets` maps each executable path to what verifies it: its package name for
-    "dpkg" (the file's md5 against the package's md5sums, as `dpkg --verify` and debsums
-    compare it, without hashing the package's other files), the path itself (or anything: it
-    is ignored) for "rpm" (`rpm -Vf --nodeps --noscripts PATH`: a package's
-    %verifyscript would run as the auditing user otherwise), its package name for
-    "pacman" (`pacman -Qkk PKG`, once per package: its files against the package's mtree,
-    checksums included; only the executable's lines are read). The result has one
-    IntegrityResult per executable, in `targets`' order: ok, modified (checksum differs),
-    missing, or unknown (not verifiable: no checksum, unreadable, package unknown).
-    """
-    exes = list(targets)
-    _quoted(exes)
-    if manager == "dpkg":
-        _package_names(targets.values(), DPKG_PACKAGE, manager)
-        owner = dict(targets)
-        # The file's md5 and the lines of its package's md5sums (PKG or PKG:ARCH) that may
-        # name it, under either usrmerge spelling; one marker per executable, so each
-        # answer is read against its own.
-        command = "; ".join(
-            f"echo '@@fa-verify {i}'; md5sum -- {shlex.quote(exe)} 2>&1; grep -hF "
-            + " ".join(f"-e {shlex.quote('  ' + alias.lstrip('/'))}"
-                       for alias in usrmerge_aliases(exe))
-            + f" -- {_DPKG_INFO}/{pkg}.md5sums "
-            f"{_DPKG_INFO}/{pkg}:*.md5sums 2>/dev/null; echo \"@@fa-status $?\""
-            for i, (exe, pkg) in enumerate(owner.items()))
-        return Probe(name="integrity", command=command,
-                     parse=lambda text: parse_dpkg_md5(text, owner))
-    if manager == "rpm":
-        command = "; ".join(f"echo '@@fa-verify {i}'; rpm -Vf --nodeps --noscripts -- "
-                            f"{shlex.quote(exe)} 2>&1; "
-                            f"echo \"@@fa-status $?\"" for i, exe in enumerate(exes))
-        return Probe(name="integrity", command=command,
-                     parse=lambda text: parse_rpm_verify(text, exes))
-    if manager == "pacman":
-        packages = _package_names(targets.values(), PACMAN_PACKAGE, manager)
-        owned = dict(targets)
-        # Each package once, however many of its executables run: -Qkk checks all its files.
-        command = "; ".join(f"echo '@@fa-verify {i}'; {_pacman(f'-Qkk -- {pkg}')}; "
-                            "echo \"@@fa-status $s\"" for i, pkg in enumerate(packages))
-        return Probe(name="integrity", command=command,
-                     parse=lambda text: parse_pacman_verify(text, owned))
-    raise ValueError(f"no integrity check for package manager {manager!r}")
 
 
 def _ports(ports: Sequence[tuple[Proto, int]]) -> list[tuple[Proto, int]]:

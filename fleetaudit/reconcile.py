@@ -320,6 +320,11 @@ def _port_verdicts(
                         message=f"listening inside; outside not seen: {external_missing}",
                         evidence=facts_seen)]
     assert external is not None
+    gap = next((g for g in external.not_probed if g.proto is proto and g.port == port), None)
+    if ext is None and gap is not None:
+        return [Verdict(kind=VerdictKind.UNKNOWN, severity=Severity.INFO,
+                        message=f"{port}/{proto.value} not probed from outside: {gap.reason}",
+                        evidence=facts_seen)]
     if ext is None and not external.was_scanned(proto, port):
         return [Verdict(kind=VerdictKind.UNKNOWN, severity=Severity.INFO,
                         message=f"listening inside; {port}/{proto.value} was not in the "

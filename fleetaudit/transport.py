@@ -38,6 +38,7 @@ from fleetaudit.errors import (
     CommandError,
     ConfigError,
     ConnectError,
+    HostKeyChangedError,
     HostKeyError,
     RoundCutError,
     UnsafeTargetError,
@@ -129,6 +130,8 @@ class ShellSession:
         self._stderr_task = asyncio.create_task(self._drain(stderr))
         self.alive = True
         self.exit_status: int | None = None
+        # The shell's session id on the host (open_session reads it): what a kill ends.
+        self.sid: int | None = None
         self._kept, self._truncated, self._window = bytearray(), False, b""
         self._sink: Callable[[bytes], None] | None = None
 
@@ -171,7 +174,7 @@ class ShellSession:
         except (BrokenPipeError, ConnectionResetError, asyncssh.Error, OSError) as exc:
             self._end()
             self._keep(self._window)
-            raise RoundCutError(f"connection lost: {exc}", bytes(self._kept)) from exc
+            raise RoundCutError(_lost(exc), bytes(self._kept)) from exc
         if status is None:
             self.alive = False
             with contextlib.suppress(Exception):
@@ -250,6 +253,28 @@ class ShellSession:
                 await self._stderr_task
 
 
+# The shell's session id (field 6 of /proc/PID/stat, the 4th after the command name, which
+# may hold spaces), with builtins only. Everything the shell starts stays in that session
+# unless it leaves on purpose (setsid), and `timeout` moves its command to a process group
+# of its own, not out of the session: so the session, not the group, is what a kill ends.
+_SESSION_ID = ('fa_s=; read -r fa_s < /proc/$$/stat 2>/dev/null; fa_s=${fa_s##*) }; '
+               'set -- $fa_s; echo "${4:-}"')
+# Run by another shell of the same login: every process of session SID, by /proc.
+_KILL_SESSION = ('for fa_f in /proc/[0-9]*/stat; do fa_s=; read -r fa_s < "$fa_f" '
+                 '2>/dev/null || continue; fa_s=${{fa_s##*) }}; set -- $fa_s; '
+                 'if [ "$4" = {sid} ]; then fa_p=${{fa_f#/proc/}}; kill -KILL "${{fa_p%/stat}}" '
+                 '2>/dev/null; fi; done; true')
+
+
+def _lost(exc: BaseException) -> str:
+    """Why a connection went: one that stopped answering keepalives was dropped on the
+    way (a dead link, a firewall), which is not the host closing it."""
+    if isinstance(exc, asyncssh.ConnectionLost) and "keepalive" in str(exc.reason):
+        return ("connection dropped: the host stopped answering (no reply to SSH "
+                "keepalives)")
+    return f"connection lost: {exc}"
+
+
 async def open_session(transport: Transport, *, become: bool = False,
                        become_user: str | None = None, timeout: float = 60.0) -> ShellSession:
     """Start the host's shell (through `sudo -n` if asked) and check that it answers.
@@ -259,7 +284,9 @@ async def open_session(transport: Transport, *, become: bool = False,
     """
     session = await transport.open_shell(script_command(become=become,
                                                         become_user=become_user))
-    result = await session.run("true", timeout=timeout)
+    result = await session.run(_SESSION_ID, timeout=timeout)
+    sid = result.stdout.strip()
+    session.sid = int(sid) if sid.isdigit() and int(sid) > 1 else None
     if result.exit_status is None:
         said = result.stderr.decode("utf-8", errors="replace").strip().splitlines()
         reason = said[-1][:300] if said else f"exit status {session.exit_status}"
@@ -323,6 +350,7 @@ class SSHTransport(Transport):
                  tunnels: list[asyncssh.SSHClientConnection] | None = None) -> None:
         self._connection = connection
         self._tunnels = list(tunnels or ())
+        self._kills: list[asyncio.Task[None]] = []
 
     async def open_shell(self, command: str) -> ShellSession:
         try:
@@ -335,16 +363,31 @@ class SSHTransport(Transport):
             return process.exit_status
 
         def kill() -> None:
-            # sshd sends a signal request to the session's process group (killpg): the
-            # shell and its pipeline (`head -c` waiting on an escaped command) go. Closing
-            # the channel alone leaves a busy shell running there.
-            with contextlib.suppress(Exception):
-                process.send_signal("KILL")
+            # Closing the channel leaves a busy shell running on the host (sshd sends no
+            # SIGHUP without a terminal), and sshd refuses the signal request where it
+            # matters (OpenSSH 9.2, root: "session signalling requires privilege
+            # separation"; a shell sudo started is not the login's to signal anyway). So
+            # another shell of the same login, sudo included, ends the session's processes.
+            if session.sid is not None:
+                self._kills.append(asyncio.ensure_future(self._kill(command, session.sid)))
             process.close()
 
-        return ShellSession(process.stdin, process.stdout, process.stderr, finish, kill)
+        session = ShellSession(process.stdin, process.stdout, process.stderr, finish, kill)
+        return session
+
+    async def _kill(self, command: str, sid: int) -> None:
+        """Every process of session `sid` on the host, through a new shell (best effort: a
+        connection that stopped answering takes nothing more)."""
+        with contextlib.suppress(Exception):
+            process = await asyncio.wait_for(
+                self._connection.create_process(command, encoding=None), 10)
+            process.stdin.write(_KILL_SESSION.format(sid=sid).encode() + b"\n")
+            process.stdin.write_eof()
+            await asyncio.wait_for(process.wait_closed(), 10)
 
     async def close(self) -> None:
+        if self._kills:  # before the connection they need goes
+            await asyncio.gather(*self._kills, return_exceptions=True)
         for connection in (self._connection, *reversed(self._tunnels)):
             connection.close()
             with contextlib.suppress(Exception):
@@ -647,11 +690,15 @@ def _host_key_error(exc: asyncssh.HostKeyNotVerifiable, client: _HostKeyClient,
         return HostKeyError(f"{prefix}host key of {shown} is revoked (@revoked in {on_file})")
     offered = client.offered
     if offered is not None and _on_record(client.known, name, where, endpoint.port):
-        return HostKeyError(
+        host_keys, ca_keys, *_ = client.known.match(name, where or "", endpoint.port)
+        return HostKeyChangedError(
             f"{prefix}HOST KEY CHANGED for {shown}: it offered {offered.get_fingerprint()}, "
             f"which differs from the key on record in {on_file}; a possible "
             "man-in-the-middle attack (or the host was reinstalled): verify the new key "
-            "out of band before replacing the old one")
+            "out of band before replacing the old one",
+            offered=offered.get_fingerprint(), known_hosts=on_file,
+            recorded=list(dict.fromkeys(key.get_fingerprint()
+                                        for key in (*host_keys, *ca_keys))))
     if offered is None:
         return HostKeyError(f"{prefix}host key of {shown} not trusted ({exc.reason}); "
                             f"policy {policy.value}, known_hosts {on_file}")

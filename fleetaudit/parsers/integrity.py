@@ -1,8 +1,8 @@
 """Package verification output to IntegrityResults: dpkg by the executable's md5 against
 its package's md5sums (what `dpkg --verify` and debsums compare), rpm by `rpm -Vf PATH`.
 
-Input is `fleetaudit.probes.integrity_probe`'s output: one block per executable, opened
-by `@@fa-verify KEY` and closed by `@@fa-status N`. dpkg hosts are not asked
+Input is a `fleetaudit.packagers` manager's `integrity_probe` output: one block per
+executable, opened by `@@fa-verify KEY` and closed by `@@fa-status N`. dpkg hosts are not asked
 `dpkg --verify`: it hashes every file of the package and loads dpkg's database first,
 about 14 ms for openssh-server against 5 for the one file's md5 and its md5sums line.
 The md5sums name files by the path the package registered (relative), which on a
@@ -42,7 +42,7 @@ _MD5_ERROR = re.compile(r"md5sum: (?P<path>/.*): (?P<why>[^:]+)")
 
 
 def parse_dpkg_md5(text: str, targets: Mapping[str, str]) -> list[IntegrityResult]:
-    """`integrity_probe("dpkg", ...)` output -> one result per executable, in order.
+    """`dpkg.integrity_probe(...)` output -> one result per executable, in order.
 
     Block i answers the i-th executable (as the package's file list spells it): `md5sum`
     of the file on disk, then its package's md5sums lines that may name it (`DIGEST
@@ -191,7 +191,7 @@ _PACMAN_METADATA = ("Modification time mismatch", "Permissions mismatch", "UID m
 
 
 def parse_pacman_verify(text: str, targets: Mapping[str, str]) -> list[IntegrityResult]:
-    """`integrity_probe("pacman", ...)` output -> one result per executable, in order.
+    """`pacman.integrity_probe(...)` output -> one result per executable, in order.
 
     `targets` maps each executable to its package; block i answers the i-th distinct
     package (`pacman -Qkk -- PKG`: every file of it against the package's mtree, sizes

@@ -1,10 +1,10 @@
 """The rest of what /proc says about one process, and the assembly of it all into ProcessInfo.
 
-One function per command of `fleetaudit.probes.process_probes` (exe, cmdline and owner
-are in `fleetaudit.parsers.proc`). A process may exit between commands, and most of
-these files are closed to an unprivileged reader: an empty answer is "not known" (None,
-or empty), never an error. Only output of a shape the command never produces raises
-ParseError.
+One function per kind of read `fleetaudit.probes.process_batch` makes of each PID (exe,
+cmdline and owner are in `fleetaudit.parsers.proc`), each given that PID's file. A
+process may exit between commands, and most of these files are closed to an
+unprivileged reader: an empty answer is "not known" (None, or empty), never an error.
+Only output of a shape the command never produces raises ParseError.
 
 Everything here can be shaped by the process itself (its name, its title over argv and
 environ, its cgroup if delegated, its maps via file names), so it is kept as data.
@@ -12,23 +12,17 @@ environ, its cgroup if delegated, its maps via file names), so it is kept as dat
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from fleetaudit.errors import ParseError
-from fleetaudit.models import ContainerRef, EnvVar, MappedFile, ProcessInfo, SystemFacts
+from fleetaudit.models import ContainerRef, MappedFile, ProcessInfo, SystemFacts
 from fleetaudit.parsers.redact import redact_argv
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Names whose value is never worth the risk of carrying: the probe cuts the value on the
-# host, and the parser would redact it anyway.
-SECRET_NAME = re.compile(r"key|token|secret|passw|pwd|credential|auth|cookie|session|private",
-                         re.IGNORECASE)
 _DELETED = " (deleted)"
 # World-writable places no packaged service runs or maps code from (reconcile flags an
 # executable there as SUSPICIOUS_PATH; a mapped file there is flagged here).
@@ -201,38 +195,6 @@ def parse_env_names(text: str) -> list[str]:
     """
     names = [line for line in text.split("\n") if ENV_NAME.fullmatch(line)]
     return list(dict.fromkeys(names))
-
-
-def parse_env_value(text: str, name: str) -> EnvVar:
-    """`NAME=value` (newlines inside the value arrive as \\x01) or nothing -> EnvVar.
-
-    Redacted, with the value dropped: a secret-looking name (its value was already cut on
-    the host) or a high-entropy value (a key or token under an innocent name).
-    """
-    line = text[:-1] if text.endswith("\n") else text
-    if not line:
-        return EnvVar(name=name, present=False)
-    prefix = f"{name}="
-    if not line.startswith(prefix) or "\n" in line:
-        raise ParseError(f"environ value for {name}: not one '{name}=...' line")
-    value = line[len(prefix):].replace("\x01", "\n")
-    if SECRET_NAME.search(name) or looks_secret(value):
-        return EnvVar(name=name, present=True, redacted=True)
-    return EnvVar(name=name, present=True, value=value)
-
-
-def looks_secret(value: str) -> bool:
-    """A long run without spaces, mixing character classes with high per-character entropy.
-
-    Tokens, API keys, base64 or hex secrets: >= 16 characters, Shannon entropy >= 3.5
-    bits a character (hex tops out at 4). Paths and words fall below: PATH's value has
-    many repeats, a sentence has spaces.
-    """
-    if len(value) < 16 or any(c.isspace() for c in value):
-        return False
-    counts = Counter(value)
-    entropy = -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
-    return entropy >= 3.5 and not value.startswith("/")
 
 
 def parse_sha256(text: str) -> str | None:

@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import date
 
+from fleetaudit.exitcodes import EXIT_CONFIG, EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, ExitCode
 from fleetaudit.models import (
     AuditResults,
     ComplianceSummary,
@@ -23,13 +24,12 @@ from fleetaudit.models import (
     VerdictKind,
     Waiver,
 )
+from fleetaudit.policy.problems import ProblemKey, absorb, ordered_rules, problem_key
 from fleetaudit.policy.rules import SEVERITY_RANK, Hit, effective_rules, evaluate_host
 from fleetaudit.policy.schema import Policy, Rule
 
-EXIT_OK = 0          # no active finding at or above --fail-on, every host audited
-EXIT_FINDINGS = 1    # an active finding at or above --fail-on (wins over EXIT_INCOMPLETE)
-EXIT_CONFIG = 2      # usage or configuration error (raised before any audit)
-EXIT_INCOMPLETE = 3  # no such finding, but some host was not fully audited
+__all__ = ["EXIT_CONFIG", "EXIT_FINDINGS", "EXIT_INCOMPLETE", "EXIT_OK", "REMEDIATION",
+           "apply_policy", "exit_code", "finding_id"]
 
 REMEDIATION: dict[str, str] = {
     Rule.ALLOWED_PORTS: "Close the port or stop the service; if it is meant to be open, add "
@@ -100,9 +100,10 @@ def apply_policy(results: AuditResults, policy: Policy, today: date) -> AuditRes
                                       "compliance": compliance, "policy": policy.label})
 
 
-def exit_code(results: AuditResults, fail_on: Severity | None) -> int:
-    """0, 1 or 3 (see EXIT_*). A finding wins over an incomplete audit: it is certain,
-    whatever could not be seen; 3 only says the part that was seen passed."""
+def exit_code(results: AuditResults, fail_on: Severity | None) -> ExitCode:
+    """OK, FINDINGS or INCOMPLETE (fleetaudit.exitcodes). A finding wins over an
+    incomplete audit: it is certain, whatever could not be seen; INCOMPLETE only says
+    the part that was seen passed."""
     if fail_on is not None:
         floor = SEVERITY_RANK[fail_on]
         if any(f.active and SEVERITY_RANK[f.severity] >= floor
@@ -114,19 +115,23 @@ def exit_code(results: AuditResults, fail_on: Severity | None) -> int:
 
 
 def _findings(host: str, hits: Iterable[Hit]) -> list[Finding]:
-    """One finding per (rule, proto, port): its hits merged, the worst severity kept."""
-    merged: dict[tuple[str, Proto | None, int | None], list[Hit]] = {}
+    """One finding per problem (policy.problems): the hits of every rule that flags the
+    same fact on a port merged, the worst severity kept, the dominant rule's advice."""
+    merged: dict[ProblemKey, list[Hit]] = {}
     for hit in hits:
-        merged.setdefault((hit.rule, hit.proto, hit.port), []).append(hit)
+        merged.setdefault(problem_key(hit.rule, hit.proto, hit.port), []).append(hit)
+    absorb(merged)
     findings = []
-    for (rule, proto, port), group in merged.items():
+    for (_, proto, port), group in merged.items():
+        rules = ordered_rules((h.rule for h in group), _RULE_ORDER)
+        worst = max(group, key=lambda h: (SEVERITY_RANK[h.severity],
+                                          -rules.index(h.rule)))
         findings.append(Finding(
-            id=finding_id(rule, host, proto, port), rule=rule,
-            severity=max((h.severity for h in group), key=SEVERITY_RANK.__getitem__),
-            host=host, proto=proto, port=port,
+            id=finding_id(rules[0], host, proto, port), rule=rules[0], rules=rules,
+            severity=worst.severity, host=host, proto=proto, port=port,
             message="; ".join(dict.fromkeys(h.message for h in group)),
             evidence=list(dict.fromkeys(e for h in group for e in h.evidence)),
-            remediation=REMEDIATION.get(rule),
+            remediation=worst.remediation or REMEDIATION.get(worst.rule),
         ))
     return sorted(findings, key=lambda f: (-SEVERITY_RANK[f.severity],
                                            f.proto.value if f.proto else "",
@@ -134,17 +139,33 @@ def _findings(host: str, hits: Iterable[Hit]) -> list[Finding]:
 
 
 def _waive(finding: Finding, waivers: Sequence[Waiver], today: date) -> Finding:
-    """Attach the waiver that covers a finding: one in force if any, else the one that
-    expired last, so the report can say the exception has run out."""
+    """Attach a waiver: a finding is waived when every one of its rules has a waiver in
+    force (the first rule's is shown); where one rule's waiver has run out and none is
+    in force for it, the expired one is shown, so the report says the exception ended."""
+    covering = [_covering(rule, finding, waivers, today) for rule in finding.rules or
+                [finding.rule]]
+    if all(w is None for w, _ in covering):
+        return finding
+    if all(w is not None and not expired for w, expired in covering):
+        return finding.model_copy(update={"waiver": covering[0][0], "waiver_expired": False})
+    lapsed = [w for w, expired in covering if w is not None and expired]
+    if lapsed:
+        return finding.model_copy(update={"waiver": lapsed[0], "waiver_expired": True})
+    return finding  # some rules waived, others not: the problem stands
+
+
+def _covering(rule: str, finding: Finding, waivers: Sequence[Waiver],
+              today: date) -> tuple[Waiver | None, bool]:
+    """The waiver of one rule for this finding: one in force if any, else the one that
+    expired last; and whether it expired."""
     matching = sorted((w for w in waivers
-                       if w.rule == finding.rule and w.host in (None, finding.host)
+                       if w.rule == rule and w.host in (None, finding.host)
                        and w.proto in (None, finding.proto) and w.port in (None, finding.port)),
                       key=lambda w: (w.expires, w.model_dump_json()))
     if not matching:
-        return finding
+        return None, False
     in_force = [w for w in matching if today <= w.expires]
-    chosen = (in_force or matching)[-1]
-    return finding.model_copy(update={"waiver": chosen, "waiver_expired": not in_force})
+    return (in_force or matching)[-1], not in_force
 
 
 def _summary(group: str | None,
@@ -154,8 +175,9 @@ def _summary(group: str | None,
     counts = dict.fromkeys(rules, 0)
     for host, _ in judged:
         for finding in host.findings:
-            if finding.active and finding.rule in counts:
-                counts[finding.rule] += 1
+            for rule in finding.rules or [finding.rule]:  # problems this rule is part of
+                if finding.active and rule in counts:
+                    counts[rule] += 1
     return ComplianceSummary(
         group=group, hosts_total=len(judged),
         hosts_compliant=sum(1 for host, _ in judged if host.compliant is True),

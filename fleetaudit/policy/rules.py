@@ -47,6 +47,11 @@ from fleetaudit.reconcile import (
 )
 
 T = TypeVar("T")
+NO_PID_REMEDIATION = ("Audit with privilege (ansible_become: true, or log in as root) to "
+                      "see which process owns this socket; without it another user's "
+                      "process stays anonymous.")
+# Not a policy setting: whatever a policy says, a changed host key is reported.
+HOST_KEY_CHANGED = "HOST_KEY_CHANGED"
 SEVERITY_RANK = {Severity.INFO: 0, Severity.LOW: 1, Severity.MEDIUM: 2, Severity.HIGH: 3,
                  Severity.CRITICAL: 4}
 _STRICTEST = [VerdictSetting.OFF, VerdictSetting.ON, VerdictSetting.INFO, VerdictSetting.LOW,
@@ -128,14 +133,29 @@ class Hit:
     port: int | None
     message: str
     evidence: tuple[str, ...] = ()
+    remediation: str | None = None  # advice for this hit, where the rule's own would mislead
 
 
 def evaluate_host(host: HostResult, rules: EffectiveRules) -> list[Hit]:
     hits: list[Hit] = []
-    for check in (_allowed_ports, _forbidden_services, _routable_listeners, _package_owned,
-                  _ssh_only_on_22, _max_open_ports, _verdicts):
+    for check in (_host_key, _allowed_ports, _forbidden_services, _routable_listeners,
+                  _package_owned, _ssh_only_on_22, _max_open_ports, _verdicts):
         hits.extend(check(host, rules))
     return hits
+
+
+def _host_key(host: HostResult, rules: EffectiveRules) -> Iterator[Hit]:
+    """A key other than the one on record: the connection was refused, and whoever
+    answers at that address may be reading every login to it (a man-in-the-middle)."""
+    change = host.host_key_changed
+    if change is not None:
+        yield Hit(HOST_KEY_CHANGED, Severity.HIGH, None, None,
+                  "the host offered an SSH key other than the one on record: a possible "
+                  "man-in-the-middle (or the host was reinstalled); verify the new key out "
+                  "of band before trusting it",
+                  (f"offered: {change.offered}",
+                   *(f"on record: {key}" for key in change.recorded),
+                   f"known_hosts: {change.known_hosts}"))
 
 
 # A problem: (contradicted, message). Contradicted takes the rule's severity; unconfirmed
@@ -271,13 +291,14 @@ def _package_owned(host: HostResult, rules: EffectiveRules) -> Iterator[Hit]:
         return
     for pr in host.ports:
         problems: list[Problem] = []
+        unseen: list[str] = []
         owned = {(ev.address, ev.scope) for ev in pr.listeners if ev.pid is not None}
         for ev in pr.listeners:
             proc = ev.process
             if ev.pid is None:
                 if (ev.address, ev.scope) not in owned:
-                    problems.append((False, f"{_where(pr)}: no PID visible for {ev.address}, "
-                                            "so no executable to check"))
+                    unseen.append(f"{_where(pr)}: no PID visible for {ev.address}, so no "
+                                  "executable to check")
             elif proc is None or not proc.exe:
                 problems.append((False, f"{_where(pr)}: pid {ev.pid}'s executable is "
                                         "unreadable"))
@@ -294,6 +315,11 @@ def _package_owned(host: HostResult, rules: EffectiveRules) -> Iterator[Hit]:
         problems += [(True, v.message) for v in pr.verdicts
                      if v.kind is VerdictKind.MODIFIED_BINARY]
         yield from _hits(Rule.PACKAGE_OWNED, rules, pr, problems, _evidence(pr))
+        for message in dict.fromkeys(unseen):  # what is missing is privilege, not a package
+            yield Hit(Rule.PACKAGE_OWNED.value,
+                      min(rules.severity[Rule.PACKAGE_OWNED], Severity.LOW,
+                          key=SEVERITY_RANK.__getitem__), pr.proto, pr.port, message,
+                      tuple(_evidence(pr)), remediation=NO_PID_REMEDIATION)
 
 
 def _ssh_only_on_22(host: HostResult, rules: EffectiveRules) -> Iterator[Hit]:

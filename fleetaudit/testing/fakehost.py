@@ -139,6 +139,12 @@ class Fault:
         return cls("drop")
 
     @classmethod
+    def silent(cls) -> Fault:
+        """The link goes dead while this section runs (a firewall drops every packet): the
+        SSH keepalives go unanswered and asyncssh gives the connection up, in its words."""
+        return cls("silent")
+
+    @classmethod
     def garbage(cls, text: bytes = HOSTILE_LINE) -> Fault:
         return cls("garbage", text=text)
 
@@ -158,7 +164,9 @@ class Fault:
 
 
 class _Dropped(Exception):
-    pass
+    def __init__(self, reason: str = "Connection lost") -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass
@@ -288,8 +296,8 @@ class _Shell:
                 assert token is not None
                 self.stdout.feed(f"\n@@fa-{token['token']}:done:0\n".encode())
                 self._busy = False
-        except _Dropped:
-            self._end(None, asyncssh.ConnectionLost("Connection lost"))
+        except _Dropped as dropped:
+            self._end(None, asyncssh.ConnectionLost(dropped.reason))
             return
         self._end(0)
 
@@ -319,6 +327,8 @@ class _Shell:
         status = 0
         if fault is not None and fault.kind == "drop":
             raise _Dropped
+        if fault is not None and fault.kind == "silent":
+            raise _Dropped("Server not responding to keepalive")  # asyncssh's own text
         if fault is not None and fault.kind == "escape":
             self.host.running.add(f"{self._name} head -c ({section.name})")
             await asyncio.Event().wait()  # until the session is killed

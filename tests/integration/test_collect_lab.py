@@ -10,7 +10,10 @@ ss that hides two ports and a cat that hides one of them from /proc/net.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -73,18 +76,15 @@ class CountingTransport(Transport):
         self.sessions = 0
         self.calls = 0  # rounds: batches of probes, not the session's start-up check
 
-    async def run(self, command: str, *, timeout: float = 120.0) -> CommandResult:
-        raise AssertionError("collection runs through a shell session, not one exec per round")
-
     async def open_shell(self, command: str) -> ShellSession:
         self.sessions += 1
         session = await self.inner.open_shell(command)
         real_run = session.run
 
-        async def counted(script: str, *, timeout: float = 120.0) -> CommandResult:
+        async def counted(script: str, **kwargs: Any) -> CommandResult:
             if ":begin:" in script:
                 self.calls += 1
-            return await real_run(script, timeout=timeout)
+            return await real_run(script, **kwargs)
 
         session.run = counted  # type: ignore[method-assign]
         return session
@@ -317,6 +317,46 @@ def test_sudo_login_sees_everything_with_one_sudo_per_round(fleet):
     assert not [n for n in view.coverage.notes if "PID hidden" in n]
 
 
+@pytest.mark.timeout(180)
+def test_a_stuck_round_under_sudo_leaves_nothing_of_ours_running(fleet, tmp_path):
+    """The escaped command of issue 11 behind sudo: the stuck shell is root's, which the
+    login could not signal; the kill goes through the same `sudo -n` in a second shell."""
+    from tests.integration.test_faults_lab import (
+        ESCAPING_SS,
+        fleetaudit_leftovers,
+        host_processes,
+        planted_ss,
+    )
+
+    _, sudo = users(fleet)
+    host = fleet.host(sudo.host)
+    script = tmp_path / "ss"
+    script.write_text(ESCAPING_SS)
+    script.chmod(0o755)
+
+    async def go() -> InternalView:
+        login_ = login(fleet, sudo.host, sudo.name, become=True)
+        async with await connect(login_, login_.address,
+                                 SSHOptions(known_hosts=fleet.known_hosts)) as transport:
+            return await collect_internal(transport, options=CollectOptions(
+                timeout=40, become=True))
+
+    with planted_ss(host, script):
+        view = asyncio.run(go())
+        time.sleep(1)
+        left = fleetaudit_leftovers(host)
+        sleepers = [p for p in host_processes(host) if p[1] == ["sleep", "1000"]]
+    try:
+        assert view.coverage is not None and view.coverage.privileged is True
+        assert any("`ss` did not finish" in e for e in view.errors), view.errors
+        assert left == [], left
+        assert sleepers  # left the session on purpose (setsid): the host's own now
+    finally:
+        for pid, _, _ in sleepers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+
+
 def test_refused_sudo_is_reported_and_collection_goes_on(fleet):
     plain, _ = users(fleet)
     view, _ = collect(fleet, login(fleet, plain.host, plain.name, become=True))
@@ -371,7 +411,7 @@ def test_listener_every_tool_hides_is_found_by_bind_alone(fleet, root_views):
     assert not [f for f in final.nat_forwards if f.port == case.port]
 
 
-def test_orchestrator_runs_the_final_round_on_the_kept_connection(fleet, monkeypatch):
+def test_orchestrator_runs_the_final_round_on_the_kept_connection(fleet):
     from fleetaudit import orchestrator
 
     case = plant(fleet, VerdictKind.FORWARDED)
@@ -383,7 +423,6 @@ def test_orchestrator_runs_the_final_round_on_the_kept_connection(fleet, monkeyp
         connects.append(address)
         return await real_connect(*args, **kwargs)
 
-    monkeypatch.setattr(orchestrator, "connect", counting_connect)
     scan = ScanRun(command="nmap (test)", hosts=[ExternalHost(
         address=address, status="up",
         ports=[ExternalPort(proto=Proto.TCP, port=case.port, state="open")])])
@@ -394,7 +433,8 @@ def test_orchestrator_runs_the_final_round_on_the_kept_connection(fleet, monkeyp
         scan_task.set_result((scan, None, None))
         options = orchestrator.AuditOptions(ssh=SSHOptions(known_hosts=fleet.known_hosts))
         await orchestrator._collect(state, options, asyncio.Semaphore(1),
-                                    orchestrator._Parking(1), scan_task)
+                                    orchestrator._Parking(1), scan_task,
+                                    connect=counting_connect)
         return state
 
     state = asyncio.run(run())

@@ -17,17 +17,16 @@ import pytest
 
 from fleetaudit.batch import Section, build_inline, split_output
 from fleetaudit.models import ProcessInfo
+from fleetaudit.packagers import dpkg
 from fleetaudit.probes import (
     Probe,
-    dpkg_owner_probe,
     exe_hash_probe,
     host_facts_probe,
-    integrity_probe,
     proc_net_probe,
     process_batch,
-    process_probes,
 )
 from tests.integration.test_probes_local import Listener, listener  # noqa: F401
+from tests.process_singles import process_probes
 
 BUSYBOX = shutil.which("busybox")
 pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="busybox is not installed")
@@ -119,11 +118,11 @@ def test_proc_net_with_its_fd_map(applets: Path, listener: Listener) -> None:  #
 @pytest.mark.skipif(not Path("/var/lib/dpkg/info").is_dir(), reason="no dpkg database")
 def test_dpkg_owner_and_integrity(applets: Path) -> None:
     paths = ["/usr/sbin/sshd", "/bin/sshd", "/usr/bin/ls", "/bin/ls", "/tmp/fa-not-there"]
-    owners = on_busybox(dpkg_owner_probe(paths), applets)
-    assert owners == on_full_tools(dpkg_owner_probe(paths))
+    owners = on_busybox(dpkg.owner_probe(paths), applets)
+    assert owners == on_full_tools(dpkg.owner_probe(paths))
     owned = {lookup.path: lookup.owner.name for lookup in owners  # type: ignore[attr-defined]
              if lookup.owner is not None}
     assert owned, "nothing owned: the lists were not read"
     targets = dict(owned)
-    assert on_busybox(integrity_probe("dpkg", targets), applets) == on_full_tools(
-        integrity_probe("dpkg", targets))
+    assert on_busybox(dpkg.integrity_probe(targets), applets) == on_full_tools(
+        dpkg.integrity_probe(targets))

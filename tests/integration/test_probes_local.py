@@ -23,17 +23,16 @@ import pytest
 
 from fleetaudit.batch import Section
 from fleetaudit.models import BindState, IntegrityStatus, Proto, SystemFacts
+from fleetaudit.packagers import dpkg
 from fleetaudit.probes import (
     Probe,
     bind_probe,
-    environ_value_probe,
     host_facts_probe,
-    integrity_probe,
     nat_probe,
     netstat_probe,
     proc_net_probe,
-    process_probes,
 )
+from tests.process_singles import environ_value_probe, process_probes
 
 PYTHON = "/usr/bin/python3.11"
 PORTS = range(41100, 41200)  # this file's loopback ports
@@ -197,7 +196,7 @@ def test_dpkg_integrity_of_a_package_binary() -> None:
         pytest.skip("no dpkg or no Debian python")
     owner = subprocess.run(["dpkg", "-S", "/usr/bin/ls", "/bin/ls"], capture_output=True,
                            text=True, check=False).stdout.split(":")[0]
-    [result] = answer(integrity_probe("dpkg", {"/usr/bin/ls": owner}))  # type: ignore[misc]
+    [result] = answer(dpkg.integrity_probe({"/usr/bin/ls": owner}))  # type: ignore[misc]
     assert result.status is IntegrityStatus.OK
 
 

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from fleetaudit import scan
@@ -24,7 +25,7 @@ from fleetaudit.lab import hosts as lab_hosts
 from fleetaudit.lab import proc as lab_proc
 from fleetaudit.models import HostStatus, Inventory, InventoryHost
 from fleetaudit.preflight import run_preflight
-from fleetaudit.transport import HostKeyPolicy, SSHOptions, connect
+from fleetaudit.transport import HostKeyPolicy, SSHOptions, connect, open_session
 from tests.integration.labs import running_lab
 
 pytestmark = pytest.mark.lab
@@ -56,9 +57,18 @@ def root(fleet, name: str, **fields) -> InventoryHost:
 def run_id(host: InventoryHost, options: SSHOptions) -> str:
     async def go() -> str:
         async with await connect(host, None, options) as transport:
-            result = await transport.run("id -un; hostname -I")
+            session = await open_session(transport)
+            try:
+                result = await session.run("id -un; hostname -I")
+            finally:
+                await session.close()
             return result.stdout.decode()
     return asyncio.run(go())
+
+
+def fingerprint(public: str) -> str:
+    """`ssh-keygen -lf`'s SHA256 fingerprint of an OpenSSH public key line."""
+    return asyncssh.import_public_key(public).get_fingerprint()
 
 
 def fail(host: InventoryHost, options: SSHOptions) -> Exception:
@@ -294,6 +304,24 @@ def test_a_changed_host_key_is_refused_distinctly_and_costs_no_other_host(fleet,
     assert status["lab-01"] == (HostStatus.OK, None)
     assert status["lab-02"][0] is HostStatus.HOST_KEY_REJECTED
     assert "HOST KEY CHANGED" in (status["lab-02"][1] or "")
+    # And the audit reports it as a security finding, with both keys' fingerprints.
+    out = tmp_path / "audit"
+    proc = fleetaudit("audit", str(fleet.inventory), "--known-hosts", str(forged),
+                      "--ssh-config", str(NO_CONFIG), "--ports", "22", "--limit",
+                      "lab-01,lab-02", "--out", str(out))
+    assert proc.returncode == 3, proc.stderr
+    hosts = by_name(json.loads((out / "results.json").read_text()))
+    assert hosts["lab-01"]["status"] == "ok"
+    assert not [f for f in hosts["lab-01"]["findings"] if f["rule"] == "HOST_KEY_CHANGED"]
+    two = hosts["lab-02"]
+    assert two["status"] == "host_key_rejected"
+    [finding] = [f for f in two["findings"] if f["rule"] == "HOST_KEY_CHANGED"]
+    offered = " ".join(host_key_line(fleet, "lab-02").split()[1:])
+    assert finding["severity"] == "high" and finding["port"] is None
+    assert finding["evidence"] == [
+        f"offered: {fingerprint(offered)}", f"on record: {fingerprint(' '.join(other[:2]))}",
+        f"known_hosts: {forged}"]
+    assert two["compliant"] is False
 
 
 def test_hashed_known_hosts_and_bracketed_ports(fleet, tmp_path):

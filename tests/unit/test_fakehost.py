@@ -9,11 +9,12 @@ import tracemalloc
 from datetime import date
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from fleetaudit.collect import CollectOptions, collect_internal
-from fleetaudit.errors import ConnectError
-from fleetaudit.models import HostStatus, Inventory, InventoryHost
+from fleetaudit.errors import ConnectError, HostKeyChangedError, HostKeyError
+from fleetaudit.models import HostStatus, Inventory, InventoryHost, Severity
 from fleetaudit.orchestrator import AuditOptions, run_audit
 from fleetaudit.policy import baseline_policy
 from fleetaudit.policy.apply import apply_policy, exit_code
@@ -63,6 +64,17 @@ def test_a_connection_lost_mid_round_keeps_what_came_before():
     assert any("connection lost" in e for e in view.errors)
     assert view.coverage is not None
     assert "process_chain" in {g.source for g in view.coverage.gaps}
+
+
+def test_a_connection_that_stops_answering_is_named_dropped():
+    # Keepalives unanswered (a dead link): not "connection lost", which a host closing
+    # its end also gives.
+    host = FakeHost.load(CAPTURE, faults={"ss": Fault.silent()})
+    view = collect(host)
+    [cut] = [e for e in view.errors if e.startswith("round stopped")]
+    assert "connection dropped: the host stopped answering" in cut
+    assert "`ss` did not finish" in cut
+    assert view.system is not None  # gathered before
 
 
 def audit(host: FakeHost):
@@ -134,3 +146,55 @@ def test_a_port_that_accepts_tcp_but_sends_no_banner_says_so():
         host, options = _login(server.getsockname()[1])
         with pytest.raises(ConnectError, match="accepted TCP but sent no SSH banner"):
             asyncio.run(connect(host, "127.0.0.1", options))
+
+
+def test_a_changed_host_key_is_a_high_finding_with_both_fingerprints(tmp_path):
+    # Issue 11 item 6: a possible man-in-the-middle was only an unreachable host.
+    offered, recorded = (asyncssh.generate_private_key("ssh-ed25519") for _ in range(2))
+    error = HostKeyChangedError(
+        "HOST KEY CHANGED for web1", offered=offered.get_fingerprint(),
+        recorded=[recorded.get_fingerprint()], known_hosts=str(tmp_path / "known_hosts"))
+    results = audit(FakeHost.load(CAPTURE, connect_error=error))
+    [host] = results.hosts
+    assert host.status is HostStatus.HOST_KEY_REJECTED
+    [finding] = [f for f in host.findings if f.rule == "HOST_KEY_CHANGED"]
+    assert finding.severity is Severity.HIGH and finding.port is None and finding.active
+    assert finding.evidence == [f"offered: {offered.get_fingerprint()}",
+                                f"on record: {recorded.get_fingerprint()}",
+                                f"known_hosts: {tmp_path / 'known_hosts'}"]
+    assert host.compliant is False
+    assert exit_code(results, Severity.HIGH) == 1
+
+
+def test_an_unknown_host_key_is_no_finding():
+    error = HostKeyError("host key of web1 is unknown")
+    [host] = audit(FakeHost.load(CAPTURE, connect_error=error)).hosts
+    assert host.status is HostStatus.HOST_KEY_REJECTED
+    assert host.host_key_changed is None
+    assert "HOST_KEY_CHANGED" not in {f.rule for f in host.findings}
+
+
+def test_a_server_offering_another_key_raises_the_change_with_its_fingerprints(tmp_path):
+    """Through transport.connect against a real SSH server in this process."""
+    served, other = (asyncssh.generate_private_key("ssh-ed25519") for _ in range(2))
+
+    async def go() -> HostKeyChangedError:
+        server = await asyncssh.create_server(asyncssh.SSHServer, "127.0.0.1", 0,
+                                              server_host_keys=[served])
+        port = server.sockets[0].getsockname()[1]
+        known = tmp_path / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{port} "
+                         f"{other.export_public_key('openssh').decode()}")
+        host = InventoryHost(name="h", address="127.0.0.1", port=port, user="nobody")
+        try:
+            with pytest.raises(HostKeyChangedError) as caught:
+                await connect(host, "127.0.0.1", SSHOptions(
+                    known_hosts=known, ssh_config=Path("/dev/null"), connect_timeout=2))
+        finally:
+            server.close()
+        return caught.value
+
+    changed = asyncio.run(go())
+    assert changed.offered == served.get_fingerprint()
+    assert changed.recorded == [other.get_fingerprint()]
+    assert "HOST KEY CHANGED" in str(changed)

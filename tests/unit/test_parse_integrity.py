@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from fleetaudit.errors import ParseError
 from fleetaudit.models import IntegrityStatus
+from fleetaudit.packagers import dpkg, rpm
 from fleetaudit.parsers.integrity import parse_dpkg_md5, parse_rpm_verify
-from fleetaudit.probes import integrity_probe
 
 INTEGRITY = Path(__file__).resolve().parents[1] / "fixtures" / "integrity"
 OK, MODIFIED, MISSING, UNKNOWN = (IntegrityStatus.OK, IntegrityStatus.MODIFIED,
@@ -41,8 +41,8 @@ def statuses(results):
 
 
 def test_fixtures_are_this_probes_output():
-    assert integrity_probe("dpkg", DPKG).command == fixture("md5_command.txt").strip()
-    assert integrity_probe("rpm", dict.fromkeys(RPM, "")).command == (
+    assert dpkg.integrity_probe(DPKG).command == fixture("md5_command.txt").strip()
+    assert rpm.integrity_probe(dict.fromkeys(RPM, "")).command == (
         fixture("rpm_command.txt").strip())
 
 

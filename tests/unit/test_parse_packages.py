@@ -14,14 +14,12 @@ from hypothesis import strategies as st
 from fleetaudit.errors import ParseError
 from fleetaudit.models import PackageLookup, PackageOwner
 from fleetaudit.parsers.packages import (
-    dpkg_pattern,
     parse_dpkg_lists,
-    parse_dpkg_search,
     parse_dpkg_versions,
     parse_rpm_qf,
-    resolve_usrmerge,
     usrmerge_aliases,
 )
+from tests.unit.dpkg_search import dpkg_pattern, parse_dpkg_search, resolve_usrmerge
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CAPTURE_DIR = "/tmp/fleetaudit-capture"

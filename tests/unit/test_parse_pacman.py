@@ -18,9 +18,9 @@ import pytest
 
 from fleetaudit.errors import ParseError
 from fleetaudit.models import IntegrityStatus, PackageOwner
+from fleetaudit.packagers import pacman
 from fleetaudit.parsers.integrity import parse_pacman_verify
 from fleetaudit.parsers.packages import parse_pacman_qo
-from fleetaudit.probes import integrity_probe, pacman_owner_probe
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "pacman"
 ROOT = "/tmp/fa-pacman-capture/root"
@@ -176,7 +176,7 @@ def run_with_fake_pacman(command: str, tmp_path: Path, *, status: int = 0) -> st
 
 
 def test_owner_probe_quotes_a_hostile_path(tmp_path):
-    probe = pacman_owner_probe([HOSTILE, "/usr/bin/a b"])
+    probe = pacman.owner_probe([HOSTILE, "/usr/bin/a b"])
     assert shlex.quote(HOSTILE) in probe.command
     out = run_with_fake_pacman(probe.command, tmp_path, status=1)
     # Each path one literal argument after --; stdout first, stderr after it.
@@ -184,7 +184,7 @@ def test_owner_probe_quotes_a_hostile_path(tmp_path):
 
 
 def test_owner_probe_parses_a_hostile_path_answer():
-    probe = pacman_owner_probe([HOSTILE])
+    probe = pacman.owner_probe([HOSTILE])
     [lookup] = probe.parse(f"{HOSTILE} is owned by fa-demo 1.2-3\n")
     assert lookup.path == HOSTILE and lookup.owner == DEMO_OWNER
 
@@ -192,11 +192,11 @@ def test_owner_probe_parses_a_hostile_path_answer():
 @pytest.mark.parametrize("path", ["relative/x", "/a\nb", "/a\0b", ""])
 def test_owner_probe_refuses_what_is_not_an_absolute_path(path):
     with pytest.raises(ValueError):
-        pacman_owner_probe([path])
+        pacman.owner_probe([path])
 
 
 def test_integrity_probe_checks_each_package_once_and_keeps_its_status(tmp_path):
-    probe = integrity_probe("pacman", {DEMO: "fa-demo", SPACED: "fa-demo", LIB: "fa-lib"})
+    probe = pacman.integrity_probe({DEMO: "fa-demo", SPACED: "fa-demo", LIB: "fa-lib"})
     assert probe.command.count("-Qkk") == 2
     out = run_with_fake_pacman(probe.command, tmp_path, status=1)
     assert out == ("@@fa-verify 0\narg:-Qkk\narg:--\narg:fa-demo\nerr\n@@fa-status 1\n"
@@ -205,7 +205,7 @@ def test_integrity_probe_checks_each_package_once_and_keeps_its_status(tmp_path)
 
 def test_integrity_probe_quotes_a_hostile_path():
     # The path is never put in the command: only the validated package name is.
-    command = integrity_probe("pacman", {HOSTILE: "fa-demo"}).command
+    command = pacman.integrity_probe({HOSTILE: "fa-demo"}).command
     assert "pwned" not in command
 
 
@@ -213,4 +213,4 @@ def test_integrity_probe_quotes_a_hostile_path():
                                      "a b", "", "fa-demo\n", "a, b", None])
 def test_integrity_probe_refuses_a_bad_package_name(package):
     with pytest.raises(ValueError):
-        integrity_probe("pacman", {DEMO: package})
+        pacman.integrity_probe({DEMO: package})

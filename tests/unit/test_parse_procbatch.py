@@ -21,7 +21,8 @@ from fleetaudit.parsers.procbatch import (
     parse_proc_texts,
     parse_stat_lines,
 )
-from fleetaudit.probes import process_batch, process_probes
+from fleetaudit.probes import process_batch
+from tests.process_singles import process_probes
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 BATCH = FIXTURES / "procbatch"

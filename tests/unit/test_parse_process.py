@@ -20,18 +20,16 @@ from fleetaudit.errors import ParseError
 from fleetaudit.models import ContainerRef, ProcessInfo
 from fleetaudit.parsers.hostfacts import parse_host_facts
 from fleetaudit.parsers.process import (
-    looks_secret,
     parse_cgroup,
     parse_cwd_link,
     parse_env_names,
-    parse_env_value,
     parse_maps,
     parse_netns_link,
     parse_proc_stat,
     parse_proc_status,
     parse_sha256,
 )
-from fleetaudit.probes import process_probes
+from tests.process_singles import looks_secret, parse_env_value, process_probes
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PROCESS = FIXTURES / "process"

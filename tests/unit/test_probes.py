@@ -15,19 +15,20 @@ import sys
 
 import pytest
 
+from fleetaudit import packagers
 from fleetaudit.batch import Section, build_script, split_output
 from fleetaudit.models import Proto
+from fleetaudit.packagers import dpkg, pacman, rpm
 from fleetaudit.probes import (
+    INTERNAL_TOOLS,
     bind_probe,
-    environ_value_probe,
     host_facts_probe,
-    integrity_probe,
     nat_probe,
     netstat_probe,
     proc_net_probe,
-    process_probes,
     tools_probe,
 )
+from tests.process_singles import environ_value_probe, process_probes
 
 BAD_PIDS = [0, -1, 2**32, True, "1", "1; rm -rf /", 1.0, None]
 
@@ -89,16 +90,23 @@ def test_build_keeps_every_failure_as_evidence():
     ("dpkg", {"/usr/bin/x": "a, b"}, "not a dpkg package name"),
     ("dpkg", {"relative/x": "coreutils"}, "not an absolute path"),
     ("rpm", {"/usr/bin/x\n": ""}, "not an absolute path"),
-    ("apk", {"/usr/bin/x": ""}, "no integrity check"),
 ])
 def test_integrity_probe_refuses(manager, targets, why):
     with pytest.raises(ValueError, match=why):
-        integrity_probe(manager, targets)
+        {"dpkg": dpkg, "rpm": rpm}[manager].integrity_probe(targets)
+
+
+def test_a_host_is_asked_through_the_first_package_manager_it_has():
+    assert packagers.detect(["ss", "rpm", "dpkg"]) is dpkg.MANAGER
+    assert packagers.detect(["pacman"]) is pacman.MANAGER
+    assert packagers.detect(["apk", "ss"]) is None  # not known yet: one module away
+    # Each manager's tool is one the tools probe asks about.
+    assert {m.tool for m in packagers.MANAGERS} <= set(INTERNAL_TOOLS)
 
 
 def test_integrity_probe_quotes_a_hostile_path():
     hostile = "/tmp/x'; touch /tmp/pwned; '$(id)"
-    command = integrity_probe("rpm", {hostile: ""}).command
+    command = rpm.integrity_probe({hostile: ""}).command
     assert shlex.quote(hostile) in command
     # With `rpm` replaced by echo, the path comes back as one literal argument.
     echoed = subprocess.run(["/bin/sh", "-c", command.replace("rpm -Vf", "echo")],
@@ -108,7 +116,7 @@ def test_integrity_probe_quotes_a_hostile_path():
 
 def test_dpkg_integrity_quotes_a_hostile_path_and_reads_only_its_package_md5sums():
     hostile = "/tmp/x'; touch /tmp/pwned; '$(id)"
-    command = integrity_probe("dpkg", {hostile: "coreutils"}).command
+    command = dpkg.integrity_probe({hostile: "coreutils"}).command
     assert f"md5sum -- {shlex.quote(hostile)} 2>&1" in command
     assert f"grep -hF -e {shlex.quote('  ' + hostile[1:])} -- " in command
     assert "/var/lib/dpkg/info/coreutils.md5sums /var/lib/dpkg/info/coreutils:*.md5sums" \
@@ -147,7 +155,7 @@ def test_tools_probe_refuses_odd_names(name):
 def test_all_probes_batch_and_come_back_apart():
     probes = [netstat_probe(), netstat_probe(busybox=True), proc_net_probe(), nat_probe(),
               host_facts_probe(), bind_probe([(Proto.TCP, 41199)]),
-              integrity_probe("dpkg", {"/usr/bin/ls": "coreutils"}),
+              dpkg.integrity_probe({"/usr/bin/ls": "coreutils"}),
               environ_value_probe(1, "HOME"), *process_probes(1).probes]
     names = [p.name for p in probes]
     assert len(set(names)) == len(names)

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 import fleetaudit.inventory
+import fleetaudit.packagers
 import fleetaudit.parsers
 import fleetaudit.policy
 import fleetaudit.report
@@ -17,8 +18,9 @@ PURE = sorted({
     "fleetaudit.models", "fleetaudit.errors", "fleetaudit.batch", "fleetaudit.inventory",
     "fleetaudit.probes", "fleetaudit.reconcile", "fleetaudit.addresses",
     "fleetaudit.scan.command", "fleetaudit.scan.plan",
+    "fleetaudit.packagers",
     *(m.name for package in (fleetaudit.parsers, fleetaudit.policy, fleetaudit.report,
-                             fleetaudit.inventory)
+                             fleetaudit.inventory, fleetaudit.packagers)
       for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")),
 })
 FORBIDDEN = {"asyncssh", "nmap", "subprocess", "typer", "asyncio.subprocess"}

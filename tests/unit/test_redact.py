@@ -17,8 +17,8 @@ from fleetaudit.parsers.proc import parse_cmdline
 from fleetaudit.parsers.process import ProcessFacts, build_process
 from fleetaudit.parsers.redact import marker, redact_argv
 from fleetaudit.policy import parse_policy
-from fleetaudit.probes import process_probes
 from fleetaudit.report import write_report
+from tests.process_singles import process_probes
 from tests.unit.test_report_formats import policy_results
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"

@@ -689,9 +689,11 @@ def test_summary_counts(page: tuple[str, _Page]) -> None:
     _, parsed = page
     summary = parsed.section("summary")
     assert "3 hosts" in summary
-    assert "1 audited ok" in summary
-    assert "2 not ok" in summary
-    assert "unreachable" in summary and "auth_failed" in summary
+    # Audit status and risk are counted apart: web-01 is complete and has a critical verdict.
+    assert "1 hosts audited completely" in summary and "0 partial · 2 unreachable" in summary
+    assert "2 hosts with critical/high problem verdicts" in summary
+    assert "audited ok" not in summary and "not ok" not in summary
+    assert "compliant hosts" not in summary  # no policy: nothing was judged compliant
     for kind in VerdictKind:
         assert kind.value in summary
 
@@ -841,19 +843,21 @@ def test_written_files_are_owner_only(tmp_path: Path) -> None:
 
 
 def test_rewrite_tightens_existing_files_and_leaves_no_temp(tmp_path: Path) -> None:
-    tmp_path.chmod(0o755)
-    loose = tmp_path / "results.json"
+    out = tmp_path / "report"
+    out.mkdir(mode=0o755)
+    loose = out / "results.json"
     loose.write_text("old")
     loose.chmod(0o644)
     target = tmp_path / "elsewhere"
     target.write_text("do not touch")
-    (tmp_path / "index.html").symlink_to(target)
+    (out / "index.html").symlink_to(target)
 
-    paths = write_report(sample_results(), tmp_path)
+    paths = write_report(sample_results(), out)
 
     assert stat.S_IMODE(os.lstat(paths.results_json).st_mode) == 0o600
     assert stat.S_IMODE(os.lstat(paths.index_html).st_mode) == 0o600
     assert not paths.index_html.is_symlink()
     assert target.read_text() == "do not touch"
-    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755  # not ours: left alone
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "index.html", "results.json"]
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700  # the folder is the run's, replaced
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "results.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "report"]

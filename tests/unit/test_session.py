@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from fleetaudit.errors import CommandError
 from fleetaudit.transport import (
+    _KILL_SESSION,
     LocalTransport,
     PrivilegeError,
     ShellSession,
@@ -122,3 +124,75 @@ def test_script_command_quotes_and_checks_the_user():
     assert script_command(become=True, become_user="app") == "sudo -n -u app -- /bin/sh -s"
     with pytest.raises(ValueError):
         script_command(become=True, become_user="x; reboot")
+
+
+def test_the_session_knows_its_shells_session_id():
+    async def go():
+        session = await _session()
+        try:
+            [pid] = (await session.run("echo $$")).stdout.split()
+            return session.sid, os.getsid(int(pid))
+        finally:
+            await session.close()
+    sid, real = run(go())
+    # The shell's own session: led by the `sh -c` that started it (dash does not exec
+    # its last command), as on a host by sshd's session child.
+    assert sid == real
+
+
+def test_the_kill_script_ends_a_session_but_not_what_left_it():
+    """What SSHTransport runs on the host, through a second shell, when a round is cut:
+    every process of the stuck shell's session (`timeout`'s own process group too), and
+    not a command that left the session (setsid)."""
+    stuck = subprocess.Popen(
+        ["/bin/sh", "-c", "{ sh -c 'sleep 60' & setsid sleep 61 & wait; } | cat; wait"],
+        start_new_session=True, stdout=subprocess.DEVNULL)
+    try:
+        members = []
+        for _ in range(50):  # the pipeline starts
+            members = _members(stuck.pid)
+            if len(members) >= 4:
+                break
+            subprocess.run(["sleep", "0.1"], check=True)
+        escaped = [p for p, argv in _all_sleeps() if argv == "sleep 61"]
+        assert escaped and os.getsid(escaped[0]) != stuck.pid
+        subprocess.run(["/bin/sh", "-c", _KILL_SESSION.format(sid=stuck.pid)], check=True,
+                       start_new_session=True)
+        assert stuck.wait(timeout=5) == -9
+        for _ in range(50):
+            if not _members(stuck.pid):
+                break
+            subprocess.run(["sleep", "0.1"], check=True)
+        assert _members(stuck.pid) == []
+        assert Path(f"/proc/{escaped[0]}").exists()  # left the session: not ours to end
+    finally:
+        for pid, argv in _all_sleeps():
+            if argv == "sleep 61":
+                os.kill(pid, 9)
+        if stuck.poll() is None:
+            os.killpg(stuck.pid, 9)
+
+
+def _members(sid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == sid:
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def _all_sleeps() -> list[tuple[int, str]]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip().decode()
+            except OSError:
+                continue
+            if argv.startswith("sleep 6"):
+                found.append((int(entry.name), argv))
+    return found

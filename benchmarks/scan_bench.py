@@ -13,6 +13,12 @@ nmap over the same targets and ports (for `quick` the plain run also gets
 --version-light: the same work). Prints a
 table, and checks that both found the same open ports and service names. Numbers
 only: nothing here asserts a time.
+
+`--inside` (issue 12) also starts an SSH-like banner on 47123 on every host and hands
+scan_fleet each host's own listing (`ss -Htuln` in its namespace, as round 1 would read
+it), already in, so the listed ports join the version phase; `--inside-per-host` gives
+each host with listed ports its own -sV process instead of one per set of hosts with
+equal lists. The plain nmap baseline is left as it is (it knows no listing).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fleetaudit import lab, scan
+from fleetaudit import addresses, lab, scan
 from fleetaudit.models import Proto
 from fleetaudit.parsers.nmap import parse_nmap_xml
 
@@ -43,6 +49,18 @@ SUBNET = "10.99.64.0/24"
 STATE_DIR = Path("/run/fleetaudit-ext-bench")
 PYTHON = "/usr/bin/python3.11"
 HIGH_PORT = 40000
+LISTED_PORT = 47123  # --inside: on every host, outside the top 1000
+SSH_LIKE = (
+    "import socket\n"
+    "s = socket.socket()\n"
+    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    f"s.bind(('0.0.0.0', {LISTED_PORT}))\n"
+    "s.listen(64)\n"
+    "while True:\n"
+    "    c, _ = s.accept()\n"
+    "    c.sendall(b'SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\\r\\n')\n"
+    "    c.close()\n"
+)
 SMTP_LIKE = (
     "import socketserver\n"
     "class H(socketserver.BaseRequestHandler):\n"
@@ -55,7 +73,7 @@ SMTP_LIKE = (
 
 
 @contextmanager
-def services(info: lab.LabInfo) -> Iterator[dict[str, set[int]]]:
+def services(info: lab.LabInfo, inside: bool = False) -> Iterator[dict[str, set[int]]]:
     """Start the bench's extra listeners in the lab namespaces; kill them (by PID) after."""
     procs: list[subprocess.Popen[bytes]] = []
     expected: dict[str, set[int]] = {}
@@ -80,6 +98,9 @@ def services(info: lab.LabInfo) -> Iterator[dict[str, set[int]]]:
                 start(host.netns, [PYTHON, "-m", "http.server", str(HIGH_PORT + i),
                                    "--bind", "0.0.0.0"])
                 ports.add(HIGH_PORT + i)
+            if inside:
+                start(host.netns, [PYTHON, "-c", SSH_LIKE])
+                ports.add(LISTED_PORT)
         _wait_listening(info, expected)
         yield expected
     finally:
@@ -158,10 +179,37 @@ def open_services(hosts: dict[str, object]) -> dict[tuple[str, str, int], str | 
     return found
 
 
-def run_fleetaudit(targets: list[str], settings: scan.ScanSettings,
-                   routes: dict[str, str]) -> tuple[float, scan.FleetScan]:
+def listings(info: lab.LabInfo) -> dict[str, frozenset[tuple[Proto, int]]]:
+    """Each host's non-loopback listeners, from `ss -Htuln` in its namespace."""
+    out: dict[str, frozenset[tuple[Proto, int]]] = {}
+    for host in info.hosts:
+        text = subprocess.run(["ip", "netns", "exec", host.netns, "ss", "-Htuln"],
+                              capture_output=True, text=True, check=True).stdout
+        found = set()
+        for line in text.splitlines():
+            fields = line.split()
+            address, _, port = fields[4].rpartition(":")
+            if addresses.is_loopback(address.strip("[]").split("%")[0]):
+                continue
+            found.add((Proto.TCP if fields[0] == "tcp" else Proto.UDP, int(port)))
+        out[host.address] = frozenset(found)
+    return out
+
+
+def run_fleetaudit(targets: list[str], settings: scan.ScanSettings, routes: dict[str, str],
+                   listed: dict[str, frozenset[tuple[Proto, int]]] | None = None,
+                   ) -> tuple[float, scan.FleetScan]:
+    async def go() -> scan.FleetScan:
+        futures = None
+        if listed is not None:  # already in: as when round 1 beats discovery
+            futures = {}
+            for address, ports in listed.items():
+                futures[address] = asyncio.get_running_loop().create_future()
+                futures[address].set_result(ports)
+        return await scan.scan_fleet(targets, settings, routes=routes, listings=futures)
+
     start = time.monotonic()
-    fleet = asyncio.run(scan.scan_fleet(targets, settings, routes=routes))
+    fleet = asyncio.run(go())
     return time.monotonic() - start, fleet
 
 
@@ -198,6 +246,10 @@ def main() -> None:
     ap.add_argument("--nmap-arg", action="append", default=[],
                     help="extra allowlisted nmap option for fleetaudit's runs")
     ap.add_argument("--skip-plain", action="store_true")
+    ap.add_argument("--inside", action="store_true",
+                    help="a listener on 47123 everywhere, and the listings given to the scan")
+    ap.add_argument("--inside-per-host", action="store_true",
+                    help="with --inside: one -sV process per host with listed ports")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces, SYN scan)")
@@ -214,7 +266,8 @@ def main() -> None:
         for address in targets:  # the guard, before the baseline's nmap too
             scan.check_route(address, BRIDGE)
         rows = []
-        with services(info) as expected:
+        with services(info, args.inside) as expected:
+            listed = listings(info) if args.inside else None
             for profile in args.profiles.split(","):
                 settings = scan.make_settings(profile, privileged=True,
                                               extra_args=args.nmap_arg,
@@ -222,11 +275,12 @@ def main() -> None:
                                               concurrency=args.concurrency,
                                               discovery_concurrency=args.discovery_concurrency,
                                               single_pass_max_hosts=args.single_pass_max_hosts)
-                settings = replace(settings, union_ports=args.union_ports)
+                settings = replace(settings, union_ports=args.union_ports,
+                                   inside_per_host=args.inside_per_host)
                 fa_times, plain_times = [], []
                 fleet = plain = None
                 for _ in range(args.repeat):
-                    elapsed, fleet = run_fleetaudit(targets, settings, routes)
+                    elapsed, fleet = run_fleetaudit(targets, settings, routes, listed)
                     fa_times.append(elapsed)
                     if not args.skip_plain:
                         elapsed, plain = run_plain(targets, settings)
@@ -234,7 +288,7 @@ def main() -> None:
                 assert fleet is not None
                 fa_open = open_services(fleet.hosts)
                 want = {(a, "tcp", p) for a, ports in expected.items() for p in ports
-                        if profile != "quick" or p < HIGH_PORT}
+                        if profile != "quick" or p < HIGH_PORT or args.inside}
                 missing = sorted(want - set(fa_open))
                 agree = "-"
                 if plain is not None:

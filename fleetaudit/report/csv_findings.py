@@ -38,6 +38,7 @@ COLUMNS = [
     "waiver_reason",
     "waiver_expires",
     "finding_id",
+    "rules",
 ]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -77,6 +78,7 @@ def _rows(results: AuditResults) -> list[list[Cell]]:
                 w.reason if w else None,
                 w.expires.isoformat() if w else None,
                 f.id,
+                " ".join(f.named_rules),
             ]
         )
     for hv in problem_verdicts(results):
@@ -99,6 +101,7 @@ def _rows(results: AuditResults) -> list[list[Cell]]:
                 None,
                 None,
                 None,
+                v.kind.value,
             ]
         )
     return rows

@@ -15,6 +15,7 @@ can run or style the page, even if a future template change let markup through.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import re
 import shlex
@@ -53,20 +54,27 @@ from fleetaudit.models import (
 )
 from fleetaudit.report.charts import Chart, bar_chart
 from fleetaudit.report.facts import (
+    RISK_RANK,
     SEVERITIES,
     SEVERITY_RANK,
+    AuditStatus,
     FindingStatus,
+    HostRating,
+    Risk,
     finding_status,
     is_problem,
+    policy_applied,
+    rate_hosts,
     worst,
+    worst_first,
 )
 from fleetaudit.report.text import is_invisible, visible
 
 _SLUG_DROP = re.compile(r"[^a-z0-9]+")
 _TIGHT = re.compile(r">\n+<")
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
-# Rank given to a host with nothing to report: sorts and filters after every severity.
-NO_SEVERITY = len(SEVERITIES)
+# Rank given to a host with nothing to report (risk none): filters after every severity.
+NO_SEVERITY = RISK_RANK[Risk.NONE]
 # The fleet findings table lists this many; findings.csv has them all.
 MAX_LISTED_FINDINGS = 500
 # The scan panel names this many hosts whose scan failed or was cut short; each host's
@@ -74,6 +82,11 @@ MAX_LISTED_FINDINGS = 500
 MAX_LISTED_SCAN_PROBLEMS = 50
 EVIDENCE_DIR = "nmap"  # fleetaudit.scan.evidence writes DIR/nmap/<name>.xml
 _STATUS_ORDER = {s: i for i, s in enumerate(HostStatus)}
+AUDIT_CSS = {
+    AuditStatus.COMPLETE: "soft",  # green only when also healthy: see audit_css
+    AuditStatus.PARTIAL: "warn",
+    AuditStatus.UNREACHABLE: "bad",
+}
 INTEGRITY_CSS = {
     IntegrityStatus.OK: "b-ok",
     IntegrityStatus.MODIFIED: "b-critical",
@@ -145,6 +158,7 @@ class PortRow:
 @dataclass(frozen=True)
 class HostView:
     host: HostResult
+    # Position in the report: hosts are listed worst first (facts.HostRating.rank_key).
     index: int
     anchor: str
     rows: list[PortRow]
@@ -153,8 +167,12 @@ class HostView:
     finding_counts: list[tuple[Severity, int]]
     waived: int
     kinds: list[VerdictKind]
-    # Worst severity over active findings and problem verdicts (NO_SEVERITY when none).
+    rating: HostRating
+    # Risk as a rank, NO_SEVERITY for none: what the severity filter compares.
     worst_rank: int
+    audit_css: str
+    # The raw HostStatus, shown beside the audit status when it says more (auth_failed).
+    raw_status: str | None
     group_ids: str
     status_rank: int
     findings: list[FindingView]
@@ -170,6 +188,7 @@ class ScanProblem:
     host: HostResult
     anchor: str
     messages: list[str]
+    view: HostView
 
 
 @dataclass(frozen=True)
@@ -197,8 +216,12 @@ class ComplianceView:
 @dataclass(frozen=True)
 class Summary:
     hosts_total: int
-    hosts_ok: int
-    hosts_not_ok: int
+    # The top cards: audit status and risk are counted apart, never as one "ok".
+    hosts_complete: int
+    hosts_partial: int
+    hosts_unreachable: int
+    hosts_serious: int  # with a critical or high active finding (problem verdict: no policy)
+    hosts_compliant: int
     status_counts: list[tuple[HostStatus, int]]
     ports_total: int
     policy_applied: bool
@@ -213,7 +236,7 @@ class Summary:
     groups: list[str]
     ungrouped: bool
     kinds: list[VerdictKind]
-    statuses: list[HostStatus]
+    statuses: list[AuditStatus]
     findings: list[FindingView]
     findings_unlisted: int
 
@@ -221,7 +244,7 @@ class Summary:
 def render_html(results: AuditResults) -> str:
     """Render the whole report as one HTML document with no external resources."""
     groups = sorted({g for h in results.hosts for g in h.groups})
-    hosts = _host_views(results.hosts, {g: i for i, g in enumerate(groups)})
+    hosts = _host_views(rate_hosts(results), {g: i for i, g in enumerate(groups)})
     css, js = _assets()
     template = _environment().get_template("index.html.j2")
     return template.render(
@@ -376,10 +399,13 @@ def _unique(anchor: str, used: set[str]) -> str:
     return anchor
 
 
-def _host_views(hosts: list[HostResult], group_index: dict[str, int]) -> list[HostView]:
+def _host_views(ratings: list[HostRating], group_index: dict[str, int]) -> list[HostView]:
+    """One view per host, worst first; anchors are given in the run's order, so a host's
+    link does not change when its risk does."""
     used: set[str] = set()
     views = []
-    for index, host in enumerate(hosts):
+    for rating in ratings:
+        host = rating.host
         anchor = _unique(f"host-{_slug(host.name)}", used)
         findings = [
             FindingView(f, _unique(finding_anchor(f.id), used), finding_status(f), anchor)
@@ -403,26 +429,34 @@ def _host_views(hosts: list[HostResult], group_index: dict[str, int]) -> list[Ho
         active = [fv.finding for fv in findings if fv.status is not FindingStatus.WAIVED]
         problems = [v for row in rows for v in row.verdicts if is_problem(v)]
         counts = Counter(f.severity for f in active)
-        host_worst = worst([f.severity for f in active] + [v.severity for v in problems])
+        audit = rating.audit
         views.append(
             HostView(
                 host=host,
-                index=index,
+                index=rating.index,
                 anchor=anchor,
                 rows=rows,
                 worst=_worst_css(v for row in rows for v in row.verdicts),
                 finding_counts=[(s, counts[s]) for s in SEVERITIES if counts[s]],
                 waived=len(findings) - len(active),
                 kinds=[k for k in VerdictKind if any(v.kind is k for v in problems)],
-                worst_rank=NO_SEVERITY if host_worst is None else SEVERITY_RANK[host_worst],
+                rating=rating,
+                worst_rank=RISK_RANK[rating.risk],
+                audit_css=audit_css(rating),
+                raw_status=None if host.status.value in (audit.value, "ok") else host.status,
                 group_ids=" ".join(str(group_index[g]) for g in dict.fromkeys(host.groups)),
-                status_rank=_STATUS_ORDER[host.status],
+                status_rank=len(HostStatus) * list(AuditStatus).index(audit)
+                + _STATUS_ORDER[host.status],
                 findings=findings,
                 host_findings=[fv for fv in findings if id(fv) not in placed],
                 seen=_seen(host),
             )
         )
-    return views
+    by_run = {v.rating.index: v for v in views}
+    return [
+        dataclasses.replace(by_run[r.index], index=i)
+        for i, r in enumerate(worst_first(v.rating for v in views))
+    ]
 
 
 def _finding_order(f: Finding) -> tuple[bool, int, str, int, str, str]:
@@ -536,14 +570,19 @@ def _worst_css(verdicts: Iterable[Verdict]) -> str:
     return str(worst(v.severity for v in items if is_problem(v)))
 
 
-def status_css(status: HostStatus) -> str:
-    if status is HostStatus.OK:
+def audit_css(rating: HostRating) -> str:
+    """Badge colour of a host's audit status: green only for a healthy host (complete and
+    below medium risk), so a complete host with a critical finding never looks fine."""
+    if rating.healthy:
         return "ok"
-    return "down" if status is HostStatus.HOST_DOWN else "bad"
+    if rating.audit is AuditStatus.UNREACHABLE and rating.host.status is HostStatus.HOST_DOWN:
+        return "down"
+    return AUDIT_CSS[rating.audit]
 
 
 def _summary(results: AuditResults, hosts: list[HostView], groups: list[str]) -> Summary:
     statuses = Counter(h.status for h in results.hosts)
+    audits = Counter(hv.rating.audit for hv in hosts)
     verdicts = [v for h in hosts for row in h.rows for v in row.verdicts]
     problems = [v for v in verdicts if is_problem(v)]
     findings = sorted(
@@ -555,11 +594,14 @@ def _summary(results: AuditResults, hosts: list[HostView], groups: list[str]) ->
     problem_severity = Counter(v.severity for v in problems)
     return Summary(
         hosts_total=len(results.hosts),
-        hosts_ok=statuses[HostStatus.OK],
-        hosts_not_ok=len(results.hosts) - statuses[HostStatus.OK],
+        hosts_complete=audits[AuditStatus.COMPLETE],
+        hosts_partial=audits[AuditStatus.PARTIAL],
+        hosts_unreachable=audits[AuditStatus.UNREACHABLE],
+        hosts_serious=sum(hv.rating.serious for hv in hosts),
+        hosts_compliant=sum(h.compliant is True for h in results.hosts),
         status_counts=[(s, statuses[s]) for s in HostStatus if statuses[s]],
         ports_total=sum(len(h.ports) for h in results.hosts),
-        policy_applied=bool(results.policy or results.compliance or findings),
+        policy_applied=policy_applied(results),
         findings_by_severity=[(s, by_severity[s]) for s in SEVERITIES],
         findings_active=len(active),
         findings_waived=len(findings) - len(active),
@@ -567,11 +609,11 @@ def _summary(results: AuditResults, hosts: list[HostView], groups: list[str]) ->
         problems_total=len(problems),
         verdicts_total=len(verdicts),
         compliance=[_compliance(c) for c in _fleet_first(results.compliance)],
-        charts=_charts(results, verdicts, active),
+        charts=_charts(hosts, verdicts, active),
         groups=groups,
         ungrouped=any(not h.groups for h in results.hosts),
         kinds=[k for k in VerdictKind if any(v.kind is k for v in problems)],
-        statuses=[s for s in HostStatus if statuses[s]],
+        statuses=[a for a in AuditStatus if audits[a]],
         findings=findings[:MAX_LISTED_FINDINGS],
         findings_unlisted=max(0, len(findings) - MAX_LISTED_FINDINGS),
     )
@@ -588,7 +630,7 @@ def scan_messages(host: HostResult) -> list[str]:
 
 
 def _scan_view(run: ScanRun, hosts: list[HostView]) -> ScanView:
-    problems = [ScanProblem(hv.host, hv.anchor, messages) for hv in hosts
+    problems = [ScanProblem(hv.host, hv.anchor, messages, hv) for hv in hosts
                 if (messages := scan_messages(hv.host))]
     return ScanView(
         run=run,
@@ -616,7 +658,7 @@ def _compliance(c: ComplianceSummary) -> ComplianceView:
     )
 
 
-def _charts(results: AuditResults, verdicts: list[Verdict], active: list[Finding]) -> list[Chart]:
+def _charts(hosts: list[HostView], verdicts: list[Verdict], active: list[Finding]) -> list[Chart]:
     charts = []
     if active:
         by_rule: dict[str, Counter[Severity]] = {}
@@ -653,17 +695,35 @@ def _charts(results: AuditResults, verdicts: list[Verdict], active: list[Finding
             max_bars=len(VerdictKind),
         )
     )
-    statuses = Counter(h.status for h in results.hosts)
+    # One bar per audit status, split by risk: green only where the host is healthy.
+    by_audit: dict[AuditStatus, Counter[Risk]] = {}
+    for hv in hosts:
+        by_audit.setdefault(hv.rating.audit, Counter())[hv.rating.risk] += 1
     charts.append(
         bar_chart(
-            "Hosts by status",
+            "Hosts by audit status and risk",
             [
-                (status.value, [(status_css(status), status.value, statuses[status])])
-                for status in HostStatus
-                if statuses[status]
+                (
+                    audit.value,
+                    [(_risk_fill(audit, risk), risk.value, counts[risk]) for risk in Risk],
+                )
+                for audit in AuditStatus
+                if (counts := by_audit.get(audit))
+            ],
+            legend=[
+                *((s.value, s.value) for s in SEVERITIES[: RISK_RANK[Risk.MEDIUM] + 1]),
+                ("ok", "healthy"),
+                ("soft", "lower"),
             ],
             sort=False,
             empty="No hosts in this run.",
         )
     )
     return charts
+
+
+def _risk_fill(audit: AuditStatus, risk: Risk) -> str:
+    """Medium and worse in their colours; below it green when complete, grey otherwise."""
+    if RISK_RANK[risk] <= RISK_RANK[Risk.MEDIUM]:
+        return risk.value
+    return "ok" if audit is AuditStatus.COMPLETE else "soft"

@@ -3,6 +3,11 @@
 Reading is defensive because the file comes back from disk, maybe from another
 machine or another fleetaudit version: anything that is not a results.json this
 version understands is a ConfigError with a message a user can act on.
+
+Each host also carries `audit_status` and `risk` (fleetaudit.report.facts), written
+beside its raw `status` so a reader of the JSON sees what the other formats show.
+They are derived: reading drops them and recomputes, so a file without them (an
+older run) or with stale ones reads the same.
 """
 
 from __future__ import annotations
@@ -11,25 +16,37 @@ import json
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import PydanticSerializationError
 
 from fleetaudit.errors import ConfigError
 from fleetaudit.models import RESULTS_SCHEMA_VERSION, AuditResults
+from fleetaudit.report.facts import rate_hosts
 
 _MAX_REPORTED_ERRORS = 5
+# Per-host values computed from the rest of the host (and the run), never read back.
+DERIVED_HOST_FIELDS = ("audit_status", "risk")
 
 
 def results_to_json(results: AuditResults) -> str:
-    """Dump results as the models promise (`model_dump_json`), indented so diffs stay readable.
+    """Dump results as the models promise, plus each host's derived audit status and risk,
+    indented so diffs stay readable.
 
     A lone surrogate (bytes decoded with surrogateescape upstream) cannot be
     encoded as UTF-8; rather than lose a whole run's results to one banner, such
     results are written as ASCII JSON with \\u escapes, which reads back identically.
     """
+    data: dict[str, Any] = results.model_dump(mode="json")
+    for rating, host in zip(rate_hosts(results), data["hosts"], strict=True):
+        derived = {"audit_status": rating.audit.value, "risk": rating.risk.value}
+        items = list(host.items())
+        at = next((i + 1 for i, (k, _) in enumerate(items) if k == "status"), len(items))
+        host.clear()
+        host.update([*items[:at], *derived.items(), *items[at:]])
+    text = json.dumps(data, indent=2, ensure_ascii=False)
     try:
-        return results.model_dump_json(indent=2)
-    except PydanticSerializationError:
-        return json.dumps(results.model_dump(mode="json"), indent=2, ensure_ascii=True)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(data, indent=2, ensure_ascii=True)
+    return text
 
 
 def results_from_json(text: str) -> AuditResults:
@@ -61,6 +78,12 @@ def results_from_json(text: str) -> AuditResults:
     if version < 1:
         raise ConfigError(f"results file has unsupported schema_version {version}")
 
+    hosts = data.get("hosts")
+    if isinstance(hosts, list):
+        for host in hosts:
+            if isinstance(host, dict):
+                for key in DERIVED_HOST_FIELDS:
+                    host.pop(key, None)
     # Validated from the parsed object, not the text: json.loads accepts the
     # \\u escapes of lone surrogates that results_to_json may have had to write.
     try:

@@ -1,7 +1,9 @@
 """junit.xml: the audit as test results, so CI dashboards can show and trend it.
 
 One <testsuite> per host, holding:
-- a testcase "audited", an <error> when the host could not be audited (its errors);
+- properties: address, groups, the raw status, the audit status (complete, partial,
+  unreachable) and the risk (worst active finding, or none), as every format says them;
+- a testcase "audited", an <error> when the host was not audited completely (its errors);
 - a testcase per policy rule the run knows of: a <failure> when the host has an
   active finding for the rule (one failure listing them all), <skipped> when its
   only findings are waived (as pytest reports an xfail) or the host could not be
@@ -19,7 +21,14 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET  # builds XML only; nothing here parses any
 
 from fleetaudit.models import AuditResults, Finding, HostResult, HostStatus
-from fleetaudit.report.facts import SEVERITY_RANK, FindingStatus, finding_status, rule_names
+from fleetaudit.report.facts import (
+    SEVERITY_RANK,
+    FindingStatus,
+    HostRating,
+    finding_status,
+    rate_hosts,
+    rule_names,
+)
 from fleetaudit.report.text import visible
 
 AUDITED = "audited"
@@ -29,8 +38,8 @@ def render_junit(results: AuditResults) -> str:
     rules = rule_names(results)
     root = ET.Element("testsuites", name="fleetaudit")
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-    for host in results.hosts:
-        suite = _suite(results, host, rules)
+    for rating in rate_hosts(results):
+        suite = _suite(results, rating, rules)
         root.append(suite)
         for key in totals:
             totals[key] += int(suite.get(key, "0"))
@@ -43,13 +52,16 @@ def render_junit(results: AuditResults) -> str:
     return f'<?xml version="1.0" encoding="UTF-8"?>\n{body}\n'
 
 
-def _suite(results: AuditResults, host: HostResult, rules: list[str]) -> ET.Element:
+def _suite(results: AuditResults, rating: HostRating, rules: list[str]) -> ET.Element:
+    host = rating.host
     suite = ET.Element("testsuite", name=_x(host.name), timestamp=results.started_at.isoformat())
     props = ET.SubElement(suite, "properties")
     for name, text in [
         ("address", host.address),
         ("groups", " ".join(host.groups)),
         ("status", host.status.value),
+        ("audit_status", rating.audit.value),
+        ("risk", rating.risk.value),
     ]:
         ET.SubElement(props, "property", name=name, value=_x(text))
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}

@@ -5,6 +5,9 @@ span (with a fence longer than any backtick run inside it), so no renderer turns
 it into markup, a link, an @mention, an issue reference or math; pipes are
 escaped inside table cells, invisible characters (newlines too) are shown as
 escapes, and long values are cut. Text this module writes itself is plain.
+
+Each host's audit status (complete, partial, unreachable) and risk (worst active
+finding) are separate columns, and hosts are listed worst first, as in the HTML.
 """
 
 from __future__ import annotations
@@ -13,14 +16,16 @@ import re
 from collections import Counter
 from datetime import UTC, datetime
 
-from fleetaudit.models import AuditResults, HostResult, HostStatus, Severity
+from fleetaudit.models import AuditResults
 from fleetaudit.report.facts import (
     SEVERITIES,
-    SEVERITY_RANK,
+    AuditStatus,
+    HostRating,
     all_findings,
-    is_problem,
+    policy_applied,
     problem_verdicts,
-    worst,
+    rate_hosts,
+    worst_first,
 )
 from fleetaudit.report.text import visible
 
@@ -36,8 +41,10 @@ def render_markdown(results: AuditResults) -> str:
     findings = all_findings(results)
     active = [hf for hf in findings if hf.finding.active]
     problems = problem_verdicts(results)
-    policy = bool(results.policy or results.compliance or findings)
-    audited = sum(h.status is HostStatus.OK for h in results.hosts)
+    policy = policy_applied(results)
+    ratings = worst_first(rate_hosts(results))
+    audits = Counter(r.audit for r in ratings)
+    compliant = str(sum(h.compliant is True for h in results.hosts)) if policy else "—"
 
     out = [f"# fleetaudit summary: {code(results.inventory, table=False)}", ""]
     out.append(
@@ -49,12 +56,15 @@ def render_markdown(results: AuditResults) -> str:
     elif not policy:
         out.append("- Policy: none applied, so there are no findings; verdicts are shown instead")
     out += _scan_lines(results)
+    serious = "critical/high findings" if policy else "critical/high problem verdicts"
     out += [
         "",
-        "| hosts | audited | not audited | ports | active findings | waived findings "
-        "| problem verdicts |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        f"| {len(results.hosts)} | {audited} | {len(results.hosts) - audited} "
+        f"| hosts | audited completely | partial | unreachable | with {serious} "
+        "| compliant | ports | active findings | waived findings | problem verdicts |",
+        "|" + " ---: |" * 10,
+        f"| {len(results.hosts)} | {audits[AuditStatus.COMPLETE]} "
+        f"| {audits[AuditStatus.PARTIAL]} | {audits[AuditStatus.UNREACHABLE]} "
+        f"| {sum(r.serious for r in ratings)} | {compliant} "
         f"| {sum(len(h.ports) for h in results.hosts)} | {len(active)} "
         f"| {len(findings) - len(active)} | {len(problems)} |",
         "",
@@ -88,20 +98,24 @@ def render_markdown(results: AuditResults) -> str:
             out.append(f"| {label} | {c.hosts_compliant} / {c.hosts_total} | {rules} |")
         out.append("")
 
-    down = [h for h in results.hosts if h.status is not HostStatus.OK]
+    down = [r for r in ratings if r.audit is not AuditStatus.COMPLETE]
     if down:
         out += [
-            f"## Hosts not audited ({len(down)})",
+            f"## Hosts not audited completely ({len(down)})",
             "",
-            "| host | address | status | reason |",
-            "| --- | --- | --- | --- |",
+            "| host | address | audit | status | reason |",
+            "| --- | --- | --- | --- | --- |",
         ]
-        for h in down[:MAX_HOSTS]:
+        for r in down[:MAX_HOSTS]:
+            h = r.host
             reason = code(h.errors[0].message) if h.errors else "—"
-            out.append(f"| {code(h.name)} | {code(h.address)} | {h.status.value} | {reason} |")
+            out.append(
+                f"| {code(h.name)} | {code(h.address)} | {r.audit.value} | {h.status.value} "
+                f"| {reason} |"
+            )
         out += _more(len(down) - MAX_HOSTS, "hosts"), ""
 
-    out += _failing_hosts(results, policy)
+    out += _hosts(ratings, policy)
 
     if policy:
         out += [f"## Top findings ({min(len(active), MAX_TOP)} of {len(active)} active)", ""]
@@ -113,8 +127,9 @@ def render_markdown(results: AuditResults) -> str:
             for hf in active[:MAX_TOP]:
                 f = hf.finding
                 port = f"{f.port}/{f.proto.value}" if f.port is not None and f.proto else "—"
+                rules = code(" + ".join(f.named_rules))
                 out.append(
-                    f"| {f.severity.value} | {code(f.rule)} | {code(hf.host.name)} | "
+                    f"| {f.severity.value} | {rules} | {code(hf.host.name)} | "
                     f"{port} | {code(f.message)} | {code(f.id)} |"
                 )
             out.append(_more(len(active) - MAX_TOP, "findings: see findings.csv"))
@@ -187,32 +202,26 @@ def _scan_lines(results: AuditResults) -> list[str]:
     return out
 
 
-def _failing_hosts(results: AuditResults, policy: bool) -> list[str]:
-    """Hosts with active findings (or, without a policy, problem verdicts), worst first."""
-    rows: list[tuple[int, int, HostResult, Counter[Severity]]] = []
-    for i, h in enumerate(results.hosts):
-        if policy:
-            sevs = [f.severity for f in h.findings if f.active]
-        else:
-            sevs = [v.severity for p in h.ports for v in p.verdicts if is_problem(v)]
-        w = worst(sevs)
-        if w is not None:
-            rows.append((SEVERITY_RANK[w], i, h, Counter(sevs)))
-    rows.sort(key=lambda r: (r[0], -sum(r[3].values()), r[1]))
+def _hosts(ratings: list[HostRating], policy: bool) -> list[str]:
+    """Every host worst first: audit status and risk side by side, then the counts the
+    order comes from (active findings, or problem verdicts without a policy)."""
     what = "active findings" if policy else "problem verdicts"
-    out = [f"## Failing hosts ({len(rows)})", ""]
-    if not rows:
-        return [*out, f"No host has {what}.", ""]
+    out = [f"## Hosts, worst first ({len(ratings)})", ""]
+    if not ratings:
+        return [*out, "No hosts in this run.", ""]
     out += [
-        f"Hosts with {what}, worst first.",
+        f"Risk is each host's worst {what[:-1]}; the counts are its {what} by severity.",
         "",
-        "| host | address | " + " | ".join(s.value for s in SEVERITIES) + " |",
-        "| --- | --- |" + " ---: |" * len(SEVERITIES),
+        "| host | address | audit | risk | " + " | ".join(s.value for s in SEVERITIES) + " |",
+        "| --- | --- | --- | --- |" + " ---: |" * len(SEVERITIES),
     ]
-    for _, _, h, counts in rows[:MAX_HOSTS]:
-        cells = " | ".join(str(counts[s]) if counts[s] else "·" for s in SEVERITIES)
-        out.append(f"| {code(h.name)} | {code(h.address)} | {cells} |")
-    return [*out, _more(len(rows) - MAX_HOSTS, "hosts"), ""]
+    for r in ratings[:MAX_HOSTS]:
+        cells = " | ".join(str(n) if n else "·" for n in r.counts)
+        out.append(
+            f"| {code(r.host.name)} | {code(r.host.address)} | {r.audit.value} "
+            f"| {r.risk.value} | {cells} |"
+        )
+    return [*out, _more(len(ratings) - MAX_HOSTS, "hosts"), ""]
 
 
 def _more(n: int, what: str) -> str:

@@ -9,7 +9,8 @@ across runs, so consumers can track a finding from one audit to the next.
 
 The models hold no rule descriptions, so each rule's help text is built from
 what its findings say (their remediations), and its level from its worst finding.
-Hosts that could not be audited are reported as tool execution notifications.
+Hosts not audited completely are reported as tool execution notifications, with
+their audit status (partial, unreachable) beside the raw status.
 Invisible characters in data are shown as escapes, as in every format.
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fleetaudit.models import AuditResults, Finding, HostResult, HostStatus, Severity
-from fleetaudit.report.facts import SEVERITY_RANK, all_findings, rule_names
+from fleetaudit.report.facts import SEVERITY_RANK, all_findings, audit_status, rule_names
 from fleetaudit.report.text import visible
 
 SARIF_VERSION = "2.1.0"
@@ -130,6 +131,7 @@ def _result(host: HostResult, f: Finding, rule_index: int) -> dict[str, Any]:
             "address": _t(host.address),
             "groups": [_t(g) for g in host.groups],
             "evidence": [_t(e) for e in f.evidence],
+            "rules": [_t(r) for r in f.named_rules],  # every rule of this one problem
         },
     }
     if f.remediation is not None:
@@ -157,14 +159,17 @@ def _invocation(results: AuditResults) -> dict[str, Any]:
         if host.status is HostStatus.OK:
             continue
         message = "; ".join(f"[{e.stage.value}] {e.message}" for e in host.errors)
+        audit = audit_status(host).value
         notes.append(
             {
                 "level": "error",
-                "message": {"text": _t(f"{host.name}: {host.status.value}: {message}".rstrip())},
+                "message": {
+                    "text": _t(f"{host.name}: {audit} ({host.status.value}): {message}".rstrip())
+                },
                 "locations": [
                     {"physicalLocation": {"artifactLocation": {"uri": host_uri(host.name)}}}
                 ],
-                "properties": {"status": host.status.value},
+                "properties": {"status": host.status.value, "auditStatus": audit},
             }
         )
     scan_ok = results.scan is None or results.scan.complete

@@ -61,6 +61,12 @@ MAX_BATCH_SIZE = 4096
 MAX_VERSION_PARALLELISM = 256
 NMAP_DEFAULT_MAX_PARALLELISM = 100
 DEFAULT_VERSION_HOST_TIMEOUT = "10m"
+# After a discovery batch, how long its version phase waits for the hosts' own listings
+# (the first SSH round, started at the same time) before it goes on with the profile's
+# ports; a listing that comes later gets a small -sV pass of its own (engine._inside_pass).
+# Round 1 usually lands within a second or two, before discovery ends: this only bounds
+# the wait a slow or queued host can impose on the rest of its batch.
+LISTING_WAIT = 10.0
 
 _TIME = r"\d+(?:\.\d+)?(?:ms|s|m|h)?"
 _COUNT = r"\d+"
@@ -261,6 +267,10 @@ class ScanSettings:
     union_ports: int = 128  # see plan.plan_version_batches; 0 = one process per open-port set
     discovery_concurrency: int = DEFAULT_DISCOVERY_CONCURRENCY  # of `concurrency`
     single_pass_max_hosts: int = SINGLE_PASS_MAX_HOSTS  # see plan.single_pass; 0 = never
+    listing_wait: float = LISTING_WAIT  # seconds; see LISTING_WAIT
+    # Inside-listed ports: one -sV process per host instead of one per set of hosts with
+    # equal port lists (measured slower: benchmarks/README.md); kept for the benchmark.
+    inside_per_host: bool = False
 
     def discovery_batch_size(self, targets: int) -> int:
         """Hosts per discovery process: at most `batch_size`, and small enough that the

@@ -6,6 +6,11 @@ per protocol does both. Hosts are grouped by their set of open ports; groups sha
 when the union of their ports costs nothing extra: every port a host gets only
 because another host has it open must be one this host answered "closed" (an
 immediate RST), never a filtered one nmap would have to wait out.
+
+The host's own listing (collected over SSH at the same time) widens its scan: every port
+it shows on a non-loopback address that the profile's list missed (`ports_to_add`) joins
+that host's -sV run, or a small pass of its own (`inside_batches`), so that no routable
+listener of a collected host goes unprobed because of the profile.
 """
 
 from __future__ import annotations
@@ -16,16 +21,30 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from fleetaudit.models import ExternalHost, ExternalPort, ExtraPorts, PortRange, Proto, ScanRun
+from fleetaudit.models import (
+    ExternalHost,
+    ExternalPort,
+    ExtraPorts,
+    NotProbed,
+    PortRange,
+    Proto,
+    ScanRun,
+    Socket,
+)
 from fleetaudit.scan.command import ScanSettings, ip_version
 
 __all__ = [
     "VERSION_STATES",
+    "Listing",
     "ProcessResult",
     "VersionBatch",
     "combine_hosts",
+    "inside_batches",
+    "inside_ports",
+    "mark_not_probed",
     "merge_version",
     "plan_version_batches",
+    "ports_to_add",
     "ports_to_identify",
     "single_pass",
     "split_batches",
@@ -40,6 +59,39 @@ MAX_UNION_PORTS = 128
 # At most this many (host, port) probes per version process: beyond it another process
 # running at the same time is faster than a longer queue in one.
 MAX_BATCH_PROBES = 512
+
+# What a host's own listing says it listens on from the network: (protocol, port).
+Listing = frozenset[tuple[Proto, int]]
+
+
+def inside_ports(sockets: Iterable[Socket]) -> Listing:
+    """Every (protocol, port) a listing shows on a non-loopback address (wildcards, any
+    IPv4 or IPv6 address, whatever the scanned one): the floor of that host's scan.
+
+    A socket bound to another address than the scanned one is included too: probing it
+    costs one RST, and the report then says what the scanner saw there rather than
+    that the port was never looked at.
+    """
+    return frozenset((s.proto, s.port) for s in sockets if s.port > 0 and not s.is_loopback)
+
+
+def ports_to_add(host: ExternalHost, listing: Listing, proto: Proto) -> frozenset[int]:
+    """The listed `proto` ports this host's scan has not covered: none for a host that is
+    not up or hit --host-timeout (its -sV would only time out again)."""
+    if host.status != "up" or host.timed_out:
+        return frozenset()
+    seen = {p.port for p in host.ports if p.proto is proto}
+    return frozenset(port for q, port in listing
+                     if q is proto and port not in seen and not host.was_scanned(proto, port))
+
+
+def mark_not_probed(host: ExternalHost, proto: Proto, ports: Iterable[int],
+                    reason: str) -> ExternalHost:
+    """The host with `ports` recorded as listed inside but not probed, and why."""
+    known = {(n.proto, n.port) for n in host.not_probed}
+    added = [NotProbed(proto=proto, port=p, reason=reason) for p in sorted(set(ports))
+             if (proto, p) not in known]
+    return host.model_copy(update={"not_probed": [*host.not_probed, *added]}) if added else host
 
 
 def split_batches(targets: Sequence[str], batch_size: int) -> list[list[str]]:
@@ -104,9 +156,12 @@ class _Open:
     hosts: list[ExternalHost] = field(default_factory=list)
     ports: set[int] = field(default_factory=set)
     probes: int = 0
+    alone: bool = False  # a process of its own (see plan_version_batches' `alone`)
 
 
 def _fits(batch: _Open, group: _Open, proto: Proto, max_hosts: int, max_union: int) -> bool:
+    if batch.alone or group.alone:
+        return False
     if len(batch.hosts) + len(group.hosts) > max_hosts:
         return False
     if batch.probes + group.probes > MAX_BATCH_PROBES:
@@ -127,27 +182,36 @@ def _fits(batch: _Open, group: _Open, proto: Proto, max_hosts: int, max_union: i
 
 def plan_version_batches(
     hosts: Iterable[ExternalHost], proto: Proto, max_hosts: int,
-    max_union: int = MAX_UNION_PORTS,
+    max_union: int = MAX_UNION_PORTS, extra: Mapping[str, frozenset[int]] | None = None,
+    *, alone: bool = False,
 ) -> list[VersionBatch]:
     """Phase-2 batches from phase-1 results: every host up with open `proto` ports, once.
 
-    Hosts with the same open set form a group (split when larger than ``max_hosts``);
-    groups are packed first-fit, largest first, into batches where `_fits` allows
-    (``max_union`` 0: never, one process per distinct open-port set).
+    ``extra`` (host address -> ports its own listing shows and discovery did not cover,
+    `ports_to_add`) joins each host's own set. Hosts with the same set form a group
+    (split when larger than ``max_hosts``); groups are packed first-fit, largest first,
+    into batches where `_fits` allows (``max_union`` 0: never, one process per distinct
+    set). An extra port is never given to another host: discovery did not scan it there,
+    so it may be filtered. ``alone``: a host with extra ports gets a process of its own
+    (the per-host variant benchmarks/README.md measured against equal-set batches).
     Deterministic: the same discovery gives the same plan.
     """
-    by_set: dict[frozenset[int], list[ExternalHost]] = {}
+    extra = extra or {}
+    by_set: dict[tuple[frozenset[int], str], list[ExternalHost]] = {}
     for host in hosts:
-        wanted = ports_to_identify(host, proto)
+        added = extra.get(host.address, frozenset()) if host.status == "up" else frozenset()
+        wanted = ports_to_identify(host, proto) | added
         if wanted:
-            by_set.setdefault(wanted, []).append(host)
+            by_set.setdefault((wanted, host.address if alone and added else ""),
+                              []).append(host)
     groups: list[_Open] = []
-    for ports, members in by_set.items():
+    for (ports, single), members in by_set.items():
         members = sorted(members, key=lambda h: h.address)
         per_chunk = max(1, min(max_hosts, MAX_BATCH_PROBES // len(ports)))
         for i in range(0, len(members), per_chunk):
             chunk = members[i : i + per_chunk]
-            groups.append(_Open(hosts=chunk, ports=set(ports), probes=len(chunk) * len(ports)))
+            groups.append(_Open(hosts=chunk, ports=set(ports), probes=len(chunk) * len(ports),
+                                alone=bool(single)))
     groups.sort(key=lambda g: (-len(g.hosts), sorted(g.ports), g.hosts[0].address))
     batches: list[_Open] = []
     for group in groups:
@@ -159,12 +223,33 @@ def plan_version_batches(
                 break
         else:
             batches.append(_Open(hosts=list(group.hosts), ports=set(group.ports),
-                                 probes=group.probes))
+                                 probes=group.probes, alone=group.alone))
     return [
         VersionBatch(targets=tuple(sorted((h.address for h in b.hosts), key=_ip_key)),
                      ports=tuple(sorted(b.ports)), probes=b.probes)
         for b in batches
     ]
+
+
+def inside_batches(wanted: Mapping[str, frozenset[int]], max_hosts: int, *,
+                   alone: bool = False) -> list[VersionBatch]:
+    """-sV processes for ports only the hosts' listings named (no discovery of them ran):
+    one per set of hosts with equal port lists (``alone``: one per host), never a port
+    for a host that did not list it. Empty sets are skipped; deterministic."""
+    by_set: dict[tuple[frozenset[int], str], list[str]] = {}
+    for address, ports in wanted.items():
+        if ports:
+            by_set.setdefault((frozenset(ports), address if alone else ""), []).append(address)
+    out: list[VersionBatch] = []
+    for (ports, _), members in sorted(by_set.items(),
+                                      key=lambda kv: (-len(kv[1]), sorted(kv[0][0]), kv[0][1])):
+        members = sorted(members, key=_ip_key)
+        per_chunk = max(1, min(max_hosts, MAX_BATCH_PROBES // len(ports)))
+        for i in range(0, len(members), per_chunk):
+            chunk = members[i : i + per_chunk]
+            out.append(VersionBatch(targets=tuple(chunk), ports=tuple(sorted(ports)),
+                                    probes=len(chunk) * len(ports)))
+    return out
 
 
 def _ip_key(address: str) -> tuple[int, ...]:
@@ -194,12 +279,16 @@ def merge_version(
 ) -> ExternalHost:
     """Discovery's view of a host, with -sV's findings on the `asked` ports laid over it.
 
-    Discovery stays the authority on states, scanned ranges and summaries; -sV adds
-    what each open port runs. When -sV did not finish for this host (its process
-    failed, was cut short, or the host hit --host-timeout) the open ports stay, unnamed
-    but for nmap's port-table guess, and the host says why in `errors`.
+    Discovery stays the authority on states, scanned ranges and summaries of the ports it
+    covered; -sV adds what each open port runs. An asked port discovery did not cover
+    (one the host's own listing added) takes its state from the -sV run, which scanned
+    it, and joins `scanned`. When -sV did not finish for this host (its process failed,
+    was cut short, or the host hit --host-timeout) the open ports stay, unnamed but for
+    nmap's port-table guess, and the host says why in `errors`.
     """
     asked_set = set(asked)
+    listed = {p.port for p in base.ports if p.proto is proto}
+    fresh = sorted(p for p in asked_set if p not in listed and not base.was_scanned(proto, p))
     numbers = format_list(sorted(asked_set), proto)
     if version is None or version.timed_out:
         why = (failure or "nmap did not report this host") if version is None else (
@@ -224,10 +313,28 @@ def merge_version(
             errors.append(f"{port.port}/{proto.value}: {port.state} in discovery, "
                           f"{seen.state} in service detection moments later")
         ports.append(seen)
+    covered: list[int] = []
+    unlisted = version.unlisted_state(proto)
+    for number in fresh:
+        seen = found.get(number)
+        if seen is None and version.was_scanned(proto, number) and unlisted is not None:
+            seen = ExternalPort(proto=proto, port=number, state=unlisted)
+        if seen is None:
+            errors.append(f"{number}/{proto.value}: listed inside, not reported by the scan "
+                          "of it")
+            continue
+        ports.append(seen)
+        covered.append(number)
+    scanned = dict(base.scanned)
+    if covered:
+        ports.sort(key=lambda p: (p.proto.value, p.port))
+        scanned[proto] = [*scanned.get(proto, []),
+                          *(PortRange(first=p, last=p) for p in covered)]
     errors += [e for e in version.errors if e not in errors]
     return base.model_copy(update={
         "ports": ports,
         "errors": errors,
+        "scanned": scanned,
         "finished_at": _later(base.finished_at, version.finished_at),
     })
 
@@ -264,8 +371,11 @@ def combine_hosts(views: Sequence[ExternalHost]) -> ExternalHost:
     extra: list[ExtraPorts] = []
     scanned: dict[Proto, list[PortRange]] = {}
     errors: list[str] = []
+    not_probed: dict[tuple[Proto, int], NotProbed] = {}
     started = finished = None
     for view in views:
+        for gap in view.not_probed:
+            not_probed.setdefault((gap.proto, gap.port), gap)
         for port in view.ports:
             ports[(port.proto, port.port)] = port
         extra += view.extraports
@@ -285,6 +395,7 @@ def combine_hosts(views: Sequence[ExternalHost]) -> ExternalHost:
         finished_at=finished,
         timed_out=any(v.timed_out for v in views),
         errors=errors,
+        not_probed=[not_probed[k] for k in sorted(not_probed, key=lambda k: (k[0].value, k[1]))],
     )
 
 

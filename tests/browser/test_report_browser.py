@@ -39,6 +39,7 @@ from fleetaudit.models import (
 from fleetaudit.report import write_report
 from fleetaudit.report.html import finding_anchor
 from tests.unit.test_report import DELETED_FINDING, IMPLANT_SHA256, policy_results
+from tests.unit.test_report_badges import BADGE_FLEET_ORDER, badge_fleet
 
 try:
     from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -172,7 +173,9 @@ def watched(browser: Browser, report: Path) -> Iterator[Watched]:
 
 
 EVIL_NAME = f"evil{PWN_ATTR}"
-ALL = ["web-01", "db-01", "legacy <b>box</b>", EVIL_NAME]
+# Worst first, as the page lists them: two critical hosts (web-01 has more), the high one,
+# then db-01 with nothing to report.
+ALL = ["web-01", EVIL_NAME, "legacy <b>box</b>", "db-01"]
 
 
 def test_hostile_host_data_is_inert(watched: Watched) -> None:
@@ -205,15 +208,15 @@ def test_filter_by_severity_group_status_and_verdict(watched: Watched) -> None:
     assert watched.visible_hosts() == ["web-01", EVIL_NAME]
     expect(page.locator("#host-db-01")).to_be_hidden()  # the details follow the table
     page.select_option("#f-sev", label="high or worse")
-    assert watched.visible_hosts() == ["web-01", "legacy <b>box</b>", EVIL_NAME]
+    assert watched.visible_hosts() == ["web-01", EVIL_NAME, "legacy <b>box</b>"]
     page.select_option("#f-group", label="dmz")
     assert watched.visible_hosts() == [EVIL_NAME]
     page.click("#f-clear")
     page.select_option("#f-sev", label="with nothing to report")
     assert watched.visible_hosts() == ["db-01"]
     page.click("#f-clear")
-    page.select_option("#f-status", "unreachable")
-    assert watched.visible_hosts() == ["db-01"]
+    page.select_option("#f-status", "unreachable")  # db-01, and legacy (auth_failed)
+    assert watched.visible_hosts() == ["legacy <b>box</b>", "db-01"]
     page.select_option("#f-status", "")
     page.select_option("#f-kind", "TOOLS_DISAGREE")
     assert watched.visible_hosts() == ["web-01"]
@@ -356,3 +359,72 @@ def test_print_is_expanded_and_without_controls(watched: Watched) -> None:
     page.emulate_media(media="screen")
     expect(page.locator("#controls")).to_be_visible()
     watched.assert_clean()
+
+
+@pytest.fixture(scope="module")
+def badge_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    paths = write_report(badge_fleet(), tmp_path_factory.mktemp("badges"), formats=["html"])
+    assert paths.index_html is not None
+    return paths.index_html
+
+
+def _colour(page: Page, selector: str) -> list[str]:
+    """The computed background of every element `selector` finds: what the reader sees."""
+    colours: list[str] = page.evaluate(
+        "s => Array.from(document.querySelectorAll(s))"
+        ".map(e => getComputedStyle(e).backgroundColor)",
+        selector,
+    )
+    return colours
+
+
+def test_a_critical_host_shows_no_green_badge_and_the_cards_count_apart(
+    browser: Browser, badge_report: Path
+) -> None:
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    w = Watched(page=page, url=badge_report.as_uri())
+    page.on("console", lambda m: w.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: w.errors.append(str(e)))
+    page.on("request", lambda r: w.requests.append(r.url))
+    w.open()
+    green = _colour(page, '.hrow:has(a[href="#host-clean-01"]) .badge.audit')
+    assert len(green) == 1  # the healthy host's badge is the green the others must not be
+    # The critical hidden listener: no badge of its row or of its section's head is green.
+    hidden = _colour(page, '.hrow:has(a[href="#host-hidden-01"]) .badge')
+    hidden += _colour(page, "#host-hidden-01 > .head .badge")
+    assert len(hidden) >= 4 and green[0] not in hidden
+    expect(page.locator("#host-hidden-01 > .head .badge.audit")).to_have_text("complete")
+    expect(page.locator("#host-hidden-01 > .head .badge.risk")).to_have_text("risk critical")
+    # Nor is any complete host with a medium or worse finding, nor a partial one.
+    for name in ("h3m1", "h2m2", "medium-01", "partial-01", "down-01"):
+        assert green[0] not in _colour(page, f'.hrow:has(a[href="#host-{name}"]) .badge'), name
+    assert _colour(page, '.hrow:has(a[href="#host-lowrisk-01"]) .badge.audit') == green
+    # The cards: audited completely, critical/high, compliant; no "audited ok".
+    cards = page.locator("#summary .cards").first
+    expect(cards).not_to_contain_text("audited ok", ignore_case=True)
+    expect(page.locator("#card-complete .n")).to_have_text("6")
+    expect(page.locator("#card-complete .l")).to_have_text("hosts audited completely")
+    expect(page.locator("#card-serious .n")).to_have_text("3")
+    expect(page.locator("#card-serious .l")).to_have_text("hosts with critical/high findings")
+    expect(page.locator("#card-compliant .n")).to_have_text("1")
+    expect(page.locator("#card-compliant .l")).to_have_text("compliant hosts")
+    # Worst first on arrival (3 high + 1 medium above 2 high + 2 medium); the risk header
+    # says so, and a click on it shows the best first.
+    worst = [name for name, _, _ in BADGE_FLEET_ORDER]
+    assert w.visible_hosts() == worst
+    risk = page.locator('[role=columnheader][data-key="severity"]')
+    expect(risk).to_have_attribute("aria-sort", "ascending")
+    risk.locator("button").click()
+    expect(risk).to_have_attribute("aria-sort", "descending")
+    assert w.visible_hosts() == worst[::-1]
+    page.locator('[data-key="name"] button').click()
+    risk.locator("button").click()
+    assert w.visible_hosts() == worst
+    page.select_option("#f-status", "partial")
+    assert w.visible_hosts() == ["partial-01"]
+    page.select_option("#f-status", "")
+    page.evaluate("() => window.scrollTo(0, 0)")
+    w.shot("report-badges.png")
+    w.assert_clean()
+    context.close()

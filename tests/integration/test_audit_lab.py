@@ -208,14 +208,17 @@ defaults:
 waivers:
   - {rule: ssh_only_on_22, host: lab-01, proto: tcp, port: 24, reason: the lab's plant,
      owner: qa, expires: 2999-12-31}
+  - {rule: NONSTANDARD_PORT, host: lab-01, proto: tcp, port: 24, reason: the lab's plant,
+     owner: qa, expires: 2999-12-31}
   - {rule: UNOWNED_BINARY, host: lab-01, proto: tcp, port: 80, reason: was a test,
      owner: qa, expires: 2001-01-01}
 """
 
 
 def findings_of(results, host, rule, port):
+    """The findings (problems) on a port that `rule` is one of the rules of."""
     return [f for f in host_result(results, host)["findings"]
-            if f["rule"] == rule and f["port"] == port]
+            if rule in (f["rules"] or [f["rule"]]) and f["port"] == port]
 
 
 def test_policy_waivers_and_fail_on_end_to_end(fleet, tmp_path):
@@ -229,12 +232,13 @@ def test_policy_waivers_and_fail_on_end_to_end(fleet, tmp_path):
     assert proc.returncode == 1, proc.stderr
     results = json.loads((tmp_path / "gate" / "results.json").read_text())
 
+    # ssh on 24 is one problem, two rules: waived because both rules are
     [ssh24] = findings_of(results, "lab-01", "ssh_only_on_22", 24)
+    assert ssh24["rules"] == ["ssh_only_on_22", "NONSTANDARD_PORT"]
     assert ssh24["waiver"]["owner"] == "qa" and not ssh24["waiver_expired"]
+    assert findings_of(results, "lab-01", "NONSTANDARD_PORT", 24) == [ssh24]
     [unowned] = findings_of(results, "lab-01", "UNOWNED_BINARY", 80)
     assert unowned["waiver_expired"] and unowned["severity"] == "high"
-    [nonstandard] = findings_of(results, "lab-01", "NONSTANDARD_PORT", 24)
-    assert nonstandard["waiver"] is None
     assert host_result(results, "lab-01")["compliant"] is False
     fleet_summary = next(c for c in results["compliance"] if c["group"] is None)
     assert fleet_summary["hosts_total"] == len(fleet.hosts)

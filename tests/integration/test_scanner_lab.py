@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetaudit import scan
+from fleetaudit import addresses, scan
 from fleetaudit.inventory import load_inventory
 from fleetaudit.lab.state import LabInfo
 from fleetaudit.models import ExternalHost, Proto, VerdictKind
@@ -40,6 +40,8 @@ SUBNET = "10.99.110.0/24"
 NOBODY = "10.99.110.250"  # on the lab bridge, but no host answers there
 HIGH_PORT = 40123  # outside nmap's top 1000: only `standard` and `full` see it
 UDP_PORT = 161  # in nmap's top 100 UDP ports
+# Listed inside, outside anything `quick` scans: the host's own listing must bring them in.
+LISTED_TCP, LISTED_UDP = 47123, 47124
 PYTHON = "/usr/bin/python3.11"
 NMAP = shutil.which("nmap") or "nmap"
 
@@ -53,6 +55,22 @@ SNMP_LIKE = (
     "    data, peer = s.recvfrom(4096)\n"
     "    s.sendto(data.replace(b'\\xa0', b'\\xa2', 1), peer)\n"
 )
+
+
+# A second "sshd" on a high port (its banner is all nmap's NULL probe needs) and a UDP
+# service answering every datagram, as the issue's new user had.
+SSH_LIKE = (
+    "import socket\n"
+    "s = socket.socket()\n"
+    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    f"s.bind(('0.0.0.0', {LISTED_TCP}))\n"
+    "s.listen(16)\n"
+    "while True:\n"
+    "    c, _ = s.accept()\n"
+    "    c.sendall(b'SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\\r\\n')\n"
+    "    c.close()\n"
+)
+UDP_ANSWERS = SNMP_LIKE.replace(f"{UDP_PORT}))", f"{LISTED_UDP}))")
 
 
 def _spawn_in(netns: str, code: str | list[str]) -> subprocess.Popen[bytes]:
@@ -87,8 +105,12 @@ def _with_services(info: LabInfo) -> Iterator[LabInfo]:
         procs.append(_spawn_in(second.netns, [PYTHON, "-m", "http.server", str(HIGH_PORT),
                                               "--bind", "0.0.0.0"]))
         procs.append(_spawn_in(first.netns, SNMP_LIKE))
+        procs.append(_spawn_in(first.netns, SSH_LIKE))
+        procs.append(_spawn_in(first.netns, UDP_ANSWERS))
         _wait_listening(second.netns, "-tl", HIGH_PORT)
         _wait_listening(first.netns, "-ul", UDP_PORT)
+        _wait_listening(first.netns, "-tl", LISTED_TCP)
+        _wait_listening(first.netns, "-ul", LISTED_UDP)
         for host in info.hosts:
             # Closed UDP ports answer with ICMP, which Linux rate-limits to about one a
             # second per peer: lifted inside our own namespaces only, for a lean UDP test.
@@ -294,9 +316,12 @@ def test_dry_run_prints_the_commands_and_runs_nothing(fleet, tmp_path):
     assert proc.returncode == 0, proc.stderr
     commands = [line for line in proc.stdout.splitlines() if not line.startswith("#")]
     addresses = " ".join(h.address for h in fleet.hosts)
-    # Two hosts: the single nmap -sV that will run, exactly.
-    assert commands == [f"nmap -oX - {addresses} -p 1-65535 -n -Pn -v -sS -sV "
-                        f"--min-hostgroup {len(fleet.hosts)} --host-timeout 10m"]
+    # Two hosts, whose listings will add ports: discovery exactly, then the version
+    # phase as a template (its ports are what discovery and the listings find).
+    assert commands == [f"nmap -oX - {addresses} -p 1-65535 -n -Pn -v -sS "
+                        f"--min-hostgroup {len(fleet.hosts)}",
+                        "nmap -oX - <hosts> -p <their-open-and-listed-ports> -n -Pn -sS -sV "
+                        "--min-hostgroup <N> --min-parallelism <P> --host-timeout 10m"]
     assert not marker.exists(), marker.read_text()  # no nmap ran, not even --version
     assert not out.exists()
     time.sleep(0.5)
@@ -359,7 +384,11 @@ def test_audit_scans_while_collecting_and_keeps_each_processs_xml(fleet):
     assert results.scan is not None and results.scan.profile == "quick"
     assert results.scan.hosts == []  # each host's view is on the host
     assert [f"{name}.xml" for name, _ in outcome.nmap_xml_files] == results.scan.evidence
-    assert results.scan.evidence == ["tcp-scan-01.xml"]  # two hosts: a single pass
+    # two hosts with listings: two phases (a single pass would need a second pass for
+    # the listed ports), the listed TCP ports joining the version runs; UDP as root
+    assert results.scan.evidence[0] == "tcp-discovery-01.xml"
+    assert not any("-scan-" in e for e in results.scan.evidence)
+    assert any(e.startswith("udp-") for e in results.scan.evidence)
     for host in results.hosts:
         assert host.status.value == "ok", host.errors
         assert host.external is not None and host.internal is not None
@@ -369,3 +398,48 @@ def test_audit_scans_while_collecting_and_keeps_each_processs_xml(fleet):
     [dropped] = [p for h in results.hosts if h.address == dropped_host for p in h.ports
                  if p.port == dropped_port]
     assert dropped.external is not None and dropped.external.state == "filtered"
+
+
+@pytest.mark.timeout(180)
+def test_every_routable_listener_is_probed_under_quick(fleet):
+    """Issue 12: ports the hosts list inside and `quick` does not scan (47123/tcp, 40123/tcp,
+    47124/udp, 161/udp) are identified from outside, each only on the host that listed it;
+    no routable listener is left as "not in the scan's port list"."""
+    inventory = load_inventory(fleet.inventory)
+    options = AuditOptions(ssh=SSHOptions(known_hosts=fleet.known_hosts), profile="quick")
+    results = asyncio.run(run_audit(inventory, options)).results
+    first, second = (next(h for h in results.hosts if h.address == lab.address)
+                     for lab in fleet.hosts)
+    for host in results.hosts:
+        assert host.status.value == "ok", host.errors
+        for port in host.ports:
+            for verdict in port.verdicts:
+                assert "port list" not in verdict.message, (host.name, port.port, verdict)
+                if any(not addresses.is_loopback(e.address) for e in port.listeners):
+                    assert port.external is not None, (host.name, port.port)
+
+    def port(host, proto, number):
+        return next(p for p in host.ports if p.proto is proto and p.port == number)
+
+    ssh = port(first, Proto.TCP, LISTED_TCP)
+    assert ssh.external is not None
+    assert (ssh.external.state, ssh.external.service, ssh.external.method) == (
+        "open", "ssh", "probed")
+    assert VerdictKind.UNKNOWN not in {v.kind for v in ssh.verdicts}
+    for number in (LISTED_UDP, UDP_PORT):
+        udp = port(first, Proto.UDP, number)
+        assert udp.external is not None and udp.external.state == "open", udp
+        assert VerdictKind.UNKNOWN not in {v.kind for v in udp.verdicts}, udp.verdicts
+    high = port(second, Proto.TCP, HIGH_PORT).external
+    assert high is not None and (high.state, high.service) == ("open", "http")
+    assert results.scan is not None
+    inside = [c for c in results.scan.commands if "-sU" in c or " -v " not in c]
+    assert inside, results.scan.commands
+    for command in inside:  # exactly the listed ports, on the host that listed them
+        argv = command.split()
+        assert "-n" in argv and "-sV" in argv
+        if "-sU" in argv:
+            assert argv[argv.index("-p") + 1] == f"{UDP_PORT},{LISTED_UDP}"
+            assert first.address in argv and second.address not in argv
+        if str(HIGH_PORT) in argv[argv.index("-p") + 1].split(","):
+            assert first.address not in argv

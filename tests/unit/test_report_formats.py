@@ -162,7 +162,8 @@ def test_junit_has_a_case_per_host_and_rule() -> None:
     skipped = db["no-hidden-listeners"].find("skipped")
     assert skipped is not None and skipped.get("type") == "not-audited"
     props = {p.get("name"): p.get("value") for p in suites[0].iter("property")}
-    assert props == {"address": "10.0.0.11", "groups": "web prod", "status": "ok"}
+    assert props == {"address": "10.0.0.11", "groups": "web prod", "status": "ok",
+                     "audit_status": "complete", "risk": "critical"}
 
 
 def test_junit_skips_a_rule_whose_only_finding_is_waived() -> None:
@@ -206,10 +207,12 @@ def _md_html(text: str) -> str:
 def test_markdown_summary_for_a_ticket() -> None:
     text = render_markdown(policy_results())
     assert text.startswith("# fleetaudit summary: `inventories/prod.yaml`\n")
-    assert "| 3 | 1 | 2 | 13 | 6 | 1 | 14 |" in text
+    # hosts, complete, partial, unreachable, critical/high, compliant, ports, findings...
+    assert "| 3 | 1 | 0 | 2 | 2 | 0 | 13 | 6 | 1 | 14 |" in text
     assert "| 2 | 2 | 1 | 1 | 0 |" in text  # active findings by severity
-    assert "## Hosts not audited (2)" in text
-    assert "## Failing hosts (2)" in text
+    assert "## Hosts not audited completely (2)" in text
+    assert "| `legacy <b>box</b>` | `10.0.0.13` | unreachable | auth_failed |" in text
+    assert "## Hosts, worst first (3)" in text
     assert "## Top findings (6 of 6 active)" in text
     assert "| whole fleet | 0 / 3 |" in text
     html = _md_html(text)

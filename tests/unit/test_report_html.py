@@ -167,7 +167,8 @@ def test_charts_are_inline_svg_drawn_server_side(policy_page: tuple[str, _Page])
     html, parsed = policy_page
     summary_html = html[html.index('<section id="summary">') : html.index("</section>")]
     captions = re.findall(r"<figcaption>([^<]*)</figcaption>", summary_html)
-    assert captions == ["Active findings by rule", "Verdicts by kind", "Hosts by status"]
+    assert captions == ["Active findings by rule", "Verdicts by kind",
+                        "Hosts by audit status and risk"]
     assert summary_html.count("<svg") == 3 + 3  # three charts, three compliance meters
     # Labels are text; bars are numbers computed in Python.
     assert re.search(r'<text class="label"[^>]*>no-unowned-listeners</text>', summary_html)
@@ -583,11 +584,14 @@ def test_scan_panel_shows_how_the_scan_ran_and_what_it_cost() -> None:
     assert hosts is not None
     items = re.findall(r'<li><a href="#(host-[a-z0-9-]+)">(.*?)</a>(.*?)</li>', hosts.group(1))
     legacy_id = next(i for i in _parse(html).ids if i.startswith("host-legacy"))
-    assert [anchor for anchor, _, _ in items] == ["host-db-01", legacy_id]
-    assert '<span class="badge b-bad">scan_failed</span>' in items[0][2]
-    assert "nmap produced no XML<br>Failed to open device" in items[0][2]
-    assert '<span class="badge b-bad">auth_failed</span>' in items[1][2]
-    assert CUT_SHORT in unescape(items[1][2])
+    # In the hosts table's order, worst first: legacy has a high verdict, db-01 none.
+    assert [anchor for anchor, _, _ in items] == [legacy_id, "host-db-01"]
+    db, legacy = items[1][2], items[0][2]
+    badge = '<span class="badge audit b-{}">{}</span> <span class="raw-status">{}</span>'
+    assert badge.format("warn", "partial", "scan_failed") in db
+    assert "nmap produced no XML<br>Failed to open device" in db
+    assert badge.format("bad", "unreachable", "auth_failed") in legacy
+    assert CUT_SHORT in unescape(legacy)
     assert "host-web-01" not in hosts.group(1)  # a host the scan served fully is not listed
 
 

@@ -242,7 +242,8 @@ def test_dry_run_lines_are_the_real_discovery_argv_and_a_version_template():
     assert all(" -n " in c and " -Pn " in c for c in commands)
     templates = [c for c in commands if "-sV" in c]
     assert len(templates) == 2 and "-sU" in templates[1]
-    assert templates[0] == ("/usr/bin/nmap -oX - <hosts> -p <their-open-ports> -n -Pn -sS -sV "
+    assert templates[0] == ("/usr/bin/nmap -oX - <hosts> -p <their-open-and-listed-ports> "
+                            "-n -Pn -sS -sV "
                             "--min-hostgroup <N> --min-parallelism <P> --host-timeout 10m")
     assert lines[0].startswith("# profile full: TCP 1-65535, top 100 UDP ports; SYN scan")
 
@@ -288,6 +289,8 @@ def test_scan_jobs_choose_between_a_single_pass_and_discovery():
         ("tcp-scan-01", "single", TCP), ("udp-scan-01", "single", UDP)]
     assert jobs[1].argv()[6:] == ["-n", "-Pn", "-v", "-sU", "-sV", "--top-ports", "100",
                                   "--min-hostgroup", "3", "--host-timeout", "10m"]
+    # hosts whose own listings will add ports: two phases, whatever their number
+    assert scan_jobs(few, full, steered=True) == discovery_jobs(few, full)
     many = [*few, "192.0.2.4", "192.0.2.5"]
     assert scan_jobs(many, full) == discovery_jobs(many, full)
     assert {j.phase for j in scan_jobs(many, full)} == {"discovery"}
@@ -296,9 +299,14 @@ def test_scan_jobs_choose_between_a_single_pass_and_discovery():
 def test_dry_run_of_a_handful_of_hosts_is_the_single_command_exactly():
     targets = ["192.0.2.1", "192.0.2.2"]
     quick = make_settings("quick", privileged=True)
-    lines = dry_run_lines(targets, quick, "/usr/bin/nmap")
+    assert "-sV" not in dry_run_lines(targets, quick, "/usr/bin/nmap")[2]  # an audit: steered
+    lines = dry_run_lines(targets, quick, "/usr/bin/nmap", steered=False)
     assert lines == [
         "# profile quick: top 1000 TCP ports; SYN scan",
+        "# plus, per host, every port its own listing (ss/netstat, /proc/net, read over SSH "
+        "meanwhile) shows on a non-loopback address beyond these: added to its -sV run, or a "
+        "small -sV pass per group of hosts with equal lists (UDP ones with -sU -sV); a dry run "
+        "cannot know them",
         "# 2 target(s), at most 4 for a single pass: one nmap -sV per protocol does "
         "discovery and service detection",
         "/usr/bin/nmap -oX - 192.0.2.1 192.0.2.2 -n -Pn -v -sS -sV --version-light "

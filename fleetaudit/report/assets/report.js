@@ -106,17 +106,20 @@
   }
 
   // Sorting: text columns by a numeric-aware collation (10.0.0.9 before 10.0.0.11),
-  // counts largest first, severity worst first; ties keep the report's order.
+  // counts largest first; risk is the report's own order (worst first, ranked by the
+  // report from the counts at each severity), which also breaks every tie.
   var collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
   var sortKeys = {
     name: function (a, b) { return collator.compare(a.name, b.name); },
     address: function (a, b) { return collator.compare(a.address, b.address); },
     status: function (a, b) { return a.srank - b.srank; },
     ports: function (a, b) { return b.ports - a.ports; },
-    severity: function (a, b) { return a.worst - b.worst || b.findings - a.findings; },
-    findings: function (a, b) { return b.findings - a.findings || a.worst - b.worst; }
+    severity: function (a, b) { return a.index - b.index; },
+    findings: function (a, b) { return b.findings - a.findings; }
   };
-  var sorted = { key: null, dir: 1 };
+  // The page arrives sorted by the header marked aria-sort (risk, worst first).
+  var initial = doc.querySelector("#hosts-table [data-key][aria-sort]");
+  var sorted = { key: initial ? initial.getAttribute("data-key") : null, dir: 1 };
 
   // Rows and sections are reordered with CSS `order` in their flex containers: moving
   // them in the DOM would make the browser rebuild every moved subtree.

@@ -77,35 +77,39 @@ def _suite(results: AuditResults, rating: HostRating, rules: list[str]) -> ET.El
         error.text = _x("\n".join(messages) or first)
         counts["errors"] += 1
 
-    by_rule: dict[str, list[Finding]] = {}
-    for f in host.findings:
-        by_rule.setdefault(f.rule, []).append(f)
-    for rule in rules:
-        case = _case(suite, host, rule)
-        counts["tests"] += 1
-        findings = sorted(by_rule.get(rule, []), key=lambda f: SEVERITY_RANK[f.severity])
-        active = [f for f in findings if f.active]
-        if active:
-            worst = active[0]
-            failure = ET.SubElement(
-                case,
-                "failure",
-                type=worst.severity.value,
-                message=_x(
-                    f"{len(active)} active finding(s), worst {worst.severity.value}: "
-                    f"{worst.message}"
-                ),
-            )
-            failure.text = _x("\n\n".join(_describe(f) for f in active))
-            counts["failures"] += 1
-        elif findings:
-            w = findings[0].waiver
-            reason = f"waived until {w.expires.isoformat()} by {w.owner}: {w.reason}" if w else ""
-            ET.SubElement(case, "skipped", type="waived", message=_x(reason))
-            counts["skipped"] += 1
-        elif host.status is not HostStatus.OK:
-            ET.SubElement(case, "skipped", type="not-audited", message=f"host {host.status.value}")
-            counts["skipped"] += 1
+    # One test case per problem (a finding, under its first rule), so failures count
+    # problems; a rule in force with no problem passes; a rule that is part of another
+    # rule's problem is reported there.
+    involved = {r for f in host.findings for r in f.named_rules}
+    extra = [f.rule for f in host.findings if f.rule not in rules]
+    for rule in [*rules, *dict.fromkeys(extra)]:
+        mine = sorted((f for f in host.findings if f.rule == rule),
+                      key=lambda f: (-SEVERITY_RANK[f.severity], f.port or -1))
+        if not mine and rule in involved:
+            continue
+        if not mine:
+            case = _case(suite, host, rule)
+            counts["tests"] += 1
+            if host.status is not HostStatus.OK:
+                ET.SubElement(case, "skipped", type="not-audited",
+                              message=f"host {host.status.value}")
+                counts["skipped"] += 1
+            continue
+        for f in mine:
+            where = f"{f.port}/{f.proto.value}" if f.port is not None and f.proto else "host"
+            case = _case(suite, host, f"{' + '.join(f.named_rules)} on {where}")
+            counts["tests"] += 1
+            if f.active:
+                failure = ET.SubElement(case, "failure", type=f.severity.value,
+                                        message=_x(f"{f.severity.value}: {f.message}"))
+                failure.text = _x(_describe(f))
+                counts["failures"] += 1
+            else:
+                w = f.waiver
+                reason = (f"waived until {w.expires.isoformat()} by {w.owner}: {w.reason}"
+                          if w else "")
+                ET.SubElement(case, "skipped", type="waived", message=_x(reason))
+                counts["skipped"] += 1
     for key, value in counts.items():
         suite.set(key, str(value))
     return suite

@@ -18,8 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from fleetaudit import lab
-
 PYTHON = "/usr/bin/python3.11"
 PORT = 43080  # 43000-43099: this file's loopback ports
 
@@ -87,18 +85,3 @@ def test_demo_as_non_root_audits_the_local_machine():
     assert results is not None
     assert [h["address"] for h in results["hosts"]] == ["127.0.0.1"]
     assert "-sT" in results["scan"]["command"]
-
-
-@pytest.mark.lab
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
-def test_demo_as_root_audits_the_lab(tmp_path):
-    if lab.DEFAULT_STATE_DIR.exists():
-        pytest.skip("a default lab is already up; the demo would refuse to build another")
-    proc = fleetaudit("demo", "--hosts", "2", "--out", str(tmp_path / "demo"))
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == str(tmp_path / "demo" / "index.html")
-    results = json.loads((tmp_path / "demo" / "results.json").read_text())
-    ports = {(h["name"], p["port"]): [v["kind"] for v in p["verdicts"]]
-             for h in results["hosts"] for p in h["ports"]}
-    assert "NONSTANDARD_PORT" in ports[("lab-01", 24)]
-    assert not lab.DEFAULT_STATE_DIR.exists(), "the demo left its lab up"

@@ -139,22 +139,26 @@ def test_csv_keeps_hostile_text_readable() -> None:
 # --- JUnit -----------------------------------------------------------------------
 
 
-def test_junit_has_a_case_per_host_and_rule() -> None:
-    root = ElementTree.fromstring(render_junit(policy_results()).encode())
+def test_junit_has_a_case_per_problem_and_per_passing_rule() -> None:
+    results = policy_results()
+    root = ElementTree.fromstring(render_junit(results).encode())
     assert root.tag == "testsuites"
     suites = root.findall("testsuite")
     assert [s.get("name") for s in suites] == ["web-01", "db-01", HOSTILE_NAME]
-    rules = 7  # six that fired plus ssh-root-login-disabled, which passed
-    assert root.get("tests") == str(3 * (1 + rules))
-    assert (root.get("failures"), root.get("errors"), root.get("skipped")) == ("6", "2", "13")
+    # failures count problems (active findings), as every other format does
+    active = sum(1 for h in results.hosts for f in h.findings if f.active)
+    assert root.get("failures") == str(active)
+    for suite, host in zip(suites, results.hosts, strict=True):
+        assert suite.get("failures") == str(sum(1 for f in host.findings if f.active))
     web = {c.get("name"): c for c in suites[0].findall("testcase")}
-    assert set(web) == {"audited", *{o.rule for o in policy_results().compliance[1].rules}}
     assert list(web["audited"]) == [] and list(web["ssh-root-login-disabled"]) == []
-    failure = web["no-unowned-listeners"].find("failure")
+    [unowned] = [c for name, c in web.items() if name.startswith("no-unowned-listeners on")]
+    failure = unowned.find("failure")
     assert failure is not None and failure.get("type") == "critical"
     assert DELETED_FINDING in (failure.text or "")
-    # Expired waiver: still a failure; a waived finding alone would be skipped.
-    assert web["approved-services"].find("failure") is not None
+    # Expired waiver: still a failure; a waived finding alone is skipped.
+    approved = [c for name, c in web.items() if name.startswith("approved-services on")]
+    assert any(c.find("failure") is not None for c in approved)
     db = {c.get("name"): c for c in suites[1].findall("testcase")}
     error = db["audited"].find("error")
     assert error is not None and error.get("type") == "unreachable"
@@ -166,7 +170,7 @@ def test_junit_has_a_case_per_host_and_rule() -> None:
                      "audit_status": "complete", "risk": "critical"}
 
 
-def test_junit_skips_a_rule_whose_only_finding_is_waived() -> None:
+def test_junit_skips_a_problem_whose_finding_is_waived() -> None:
     base = policy_results()
     web = base.hosts[0]
     only_waived = [
@@ -176,7 +180,8 @@ def test_junit_skips_a_rule_whose_only_finding_is_waived() -> None:
         update={"hosts": [web.model_copy(update={"findings": only_waived}), *base.hosts[1:]]}
     )
     root = ElementTree.fromstring(render_junit(results).encode())
-    case = next(c for c in root.iter("testcase") if c.get("name") == "approved-services")
+    [case] = [c for c in root.iter("testcase")
+              if (c.get("name") or "").startswith("approved-services on")]
     skipped = case.find("skipped")
     assert skipped is not None and skipped.get("type") == "waived"
     assert "alice@example.org" in (skipped.get("message") or "")

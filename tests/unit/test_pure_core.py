@@ -17,7 +17,8 @@ import fleetaudit.report
 PURE = sorted({
     "fleetaudit.models", "fleetaudit.errors", "fleetaudit.batch", "fleetaudit.inventory",
     "fleetaudit.probes", "fleetaudit.reconcile", "fleetaudit.addresses",
-    "fleetaudit.scan.command", "fleetaudit.scan.plan",
+    "fleetaudit.scan.command", "fleetaudit.scan.plan", "fleetaudit.services",
+    "fleetaudit.exitcodes",
     "fleetaudit.packagers",
     *(m.name for package in (fleetaudit.parsers, fleetaudit.policy, fleetaudit.report,
                              fleetaudit.inventory, fleetaudit.packagers)

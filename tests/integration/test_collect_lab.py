@@ -339,7 +339,7 @@ def test_a_stuck_round_under_sudo_leaves_nothing_of_ours_running(fleet, tmp_path
         async with await connect(login_, login_.address,
                                  SSHOptions(known_hosts=fleet.known_hosts)) as transport:
             return await collect_internal(transport, options=CollectOptions(
-                timeout=40, become=True))
+                timeout=10, become=True))  # the round limit cuts it
 
     with planted_ss(host, script):
         view = asyncio.run(go())

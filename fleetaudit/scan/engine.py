@@ -43,6 +43,7 @@ from fleetaudit.scan.command import (
 from fleetaudit.scan.plan import (
     Listing,
     ProcessResult,
+    VersionBatch,
     combine_hosts,
     inside_batches,
     mark_not_probed,
@@ -244,6 +245,24 @@ def _why_missing(job: NmapJob, result: ProcessResult) -> str:
     return f"nmap did not report this host ({job.name})"
 
 
+async def _version_runs(runner: _Runner, name: str, proto: Proto,
+                        batches: Sequence[VersionBatch], settings: ScanSettings,
+                        ) -> list[tuple[NmapJob, dict[str, ExternalHost], str | None]]:
+    """Run one -sV process per batch, at once: each job, what it saw by canonical
+    address, and why it has no (complete) result, if it has none."""
+    vjobs = [version_job(f"{name}-{i}", b.targets, proto, b.ports, settings, b.probes)
+             for i, b in enumerate(batches, start=1)]
+    vresults = await asyncio.gather(*(runner.run(v) for v in vjobs))
+    runs = []
+    for vjob, vresult in zip(vjobs, vresults, strict=True):
+        seen = ({canonical(h.address): h for h in vresult.run.hosts}
+                if vresult.run is not None else {})
+        failure = None if vresult.run is not None and vresult.run.complete else (
+            _why_missing(vjob, vresult))
+        runs.append((vjob, seen, failure))
+    return runs
+
+
 async def _pipeline(runner: _Runner, job: NmapJob, settings: ScanSettings,
                     views: dict[str, list[ExternalHost]], notes: dict[str, list[str]],
                     listings: Listings | None = None) -> None:
@@ -288,15 +307,8 @@ async def _pipeline(runner: _Runner, job: NmapJob, settings: ScanSettings,
     batches = plan_version_batches(hosts.values(), job.proto, settings.batch_size,
                                    settings.union_ports, extra,
                                    alone=settings.inside_per_host)
-    vjobs = [version_job(f"{job.name.replace('discovery', 'version')}-{i}", b.targets,
-                         job.proto, b.ports, settings, b.probes)
-             for i, b in enumerate(batches, start=1)]
-    vresults = await asyncio.gather(*(runner.run(v) for v in vjobs))
-    for vjob, vresult in zip(vjobs, vresults, strict=True):
-        seen = ({canonical(h.address): h for h in vresult.run.hosts}
-                if vresult.run is not None else {})
-        failure = None if vresult.run is not None and vresult.run.complete else (
-            _why_missing(vjob, vresult))
+    name = job.name.replace("discovery", "version")
+    for vjob, seen, failure in await _version_runs(runner, name, job.proto, batches, settings):
         for target in vjob.targets:
             key = canonical(target)
             base = hosts[key]
@@ -363,14 +375,9 @@ async def _inside_pass(runner: _Runner, job: NmapJob, settings: ScanSettings,
         by_target = {hosts[k].address: ports for k, ports in wanted.items()}
         batches = inside_batches(by_target, settings.batch_size,
                                  alone=settings.inside_per_host)
-        vjobs = [version_job(f"{proto.value}-inside-{number}-{i}", b.targets, proto, b.ports,
-                             settings, b.probes) for i, b in enumerate(batches, start=1)]
-        vresults = await asyncio.gather(*(runner.run(v) for v in vjobs))
-        for vjob, vresult in zip(vjobs, vresults, strict=True):
-            seen = ({canonical(h.address): h for h in vresult.run.hosts}
-                    if vresult.run is not None else {})
-            failure = None if vresult.run is not None and vresult.run.complete else (
-                _why_missing(vjob, vresult))
+        runs = await _version_runs(runner, f"{proto.value}-inside-{number}", proto, batches,
+                                   settings)
+        for vjob, seen, failure in runs:
             for target in vjob.targets:
                 key = canonical(target)
                 tried[key] |= {(proto, p) for p in wanted[key]}

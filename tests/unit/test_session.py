@@ -148,14 +148,19 @@ def test_the_kill_script_ends_a_session_but_not_what_left_it():
         ["/bin/sh", "-c", "{ sh -c 'sleep 60' & setsid sleep 61 & wait; } | cat; wait"],
         start_new_session=True, stdout=subprocess.DEVNULL)
     try:
-        members = []
-        for _ in range(50):  # the pipeline starts
-            members = _members(stuck.pid)
-            if len(members) >= 4:
+        # Wait for the state under test, not for a count of processes: `setsid` may still
+        # be on its way to exec `sleep 61` when the session already has four members.
+        inside: list[int] = []
+        escaped: list[int] = []
+        for _ in range(100):
+            sleeps = _all_sleeps()
+            inside = [p for p, argv in sleeps if argv == "sleep 60" and _sid(p) == stuck.pid]
+            escaped = [p for p, argv in sleeps
+                       if argv == "sleep 61" and _sid(p) not in (None, stuck.pid)]
+            if inside and escaped:
                 break
             subprocess.run(["sleep", "0.1"], check=True)
-        escaped = [p for p, argv in _all_sleeps() if argv == "sleep 61"]
-        assert escaped and os.getsid(escaped[0]) != stuck.pid
+        assert inside and escaped, "the pipeline did not start within 10 s"
         subprocess.run(["/bin/sh", "-c", _KILL_SESSION.format(sid=stuck.pid)], check=True,
                        start_new_session=True)
         assert stuck.wait(timeout=5) == -9
@@ -183,6 +188,13 @@ def _members(sid: int) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+def _sid(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
 
 
 def _all_sleeps() -> list[tuple[int, str]]:

@@ -30,6 +30,7 @@ from fleetaudit.models import Proto
 
 REQUIRED_TOOLS = ("ip", "iptables", "env", "mount")
 INTERNAL_TOOLS = ("nsenter", "ss", "sudo")
+PID_NAMESPACE_TOOLS = ("unshare", "nsenter")
 
 
 def up(
@@ -42,6 +43,7 @@ def up(
     ready_timeout: float | None = None,
     internal_plants: bool = False,
     bastion: bool = False,
+    pid_namespaces: bool = False,
 ) -> LabInfo:
     """Build `count` SSH hosts in network namespaces behind `bridge`, with the planted cases.
 
@@ -52,10 +54,16 @@ def up(
     not judge them all yet.
     `bastion` adds `lab-bastion` on the bridge (a `fa-audit` login for jumping) and
     `lab-hidden` behind it, which the machine has no route to: reached only with ProxyJump.
+    `pid_namespaces` gives each host its own PID namespace and /proc, as a real host has:
+    without it every host sees every process of the machine (`ps`, /proc scans), though
+    `ss -p` only its own sockets. PIDs then differ by view: `LabHost.sshd_pid` and
+    `RecordedProcess.pid` stay the machine's, `seen_sshd_pid` and `host_pid` are what the
+    host (and so an audit of it) reports. Off by default: tests compare the audit's PIDs
+    with the machine's.
     All or nothing: on any failure (or Ctrl-C) everything made so far is removed again.
     """
     _require_root()
-    _require_tools(internal_plants)
+    _require_tools(internal_plants, pid_namespaces)
     if internal_plants and count < 3:
         raise LabError("the internal-view plants need a lab of at least 3 hosts")
     plan = net.plan_network(count + 1 if bastion else count, subnet, bridge, ns_prefix)
@@ -86,7 +94,8 @@ def up(
         try:
             save()
             with _terminate_unwinds():
-                return _build(plan, state_dir, state, save, ready_timeout, internal_plants)
+                return _build(plan, state_dir, state, save, ready_timeout, internal_plants,
+                              pid_namespaces)
         except BaseException as exc:
             problems = _teardown(state_dir, state)
             if isinstance(exc, KeyboardInterrupt | SystemExit):
@@ -127,7 +136,7 @@ def down(state_dir: Path = DEFAULT_STATE_DIR) -> None:
 
 def _build(
     plan: net.NetPlan, state_dir: Path, state: LabState, save: Callable[[], None],
-    ready_timeout: float | None, internal_plants: bool = False,
+    ready_timeout: float | None, internal_plants: bool = False, pid_namespaces: bool = False,
 ) -> LabInfo:
     hosts.ensure_privsep_dir()
     packages = {path: hosts.package_of(path) for path in (hosts.SSHD, hosts.PYTHON)}
@@ -188,7 +197,8 @@ def _build(
     try:
         for host in every:
             sshd[host.name] = hosts.start_sshd(hosts.host_files(state_dir, host.name),
-                                               host.netns, host.name, setups.get(host.name))
+                                               host.netns, host.name, setups.get(host.name),
+                                               pid_namespace=pid_namespaces)
             state.processes.append(sshd[host.name])
     finally:
         save()
@@ -203,7 +213,8 @@ def _build(
         for spec in specs:
             plant = spec.plant
             started = hosts.start_plant(spec, netns[plant.host], state_dir,
-                                        enter=sshd[plant.host].pid)
+                                        enter=sshd[plant.host].pid,
+                                        pid_namespace=pid_namespaces)
             if started is not None:
                 state.processes.append(started)
                 log = hosts.host_files(state_dir, plant.host).dir / f"plant-{plant.port}.log"
@@ -230,7 +241,7 @@ def _build(
         gateway=str(plan.gateway), inventory=inventory, inventory_ini=inventory_ini,
         known_hosts=known_hosts, client_key=client_key,
         hosts=[LabHost(name=h.name, address=str(h.address), netns=h.netns, veth=h.veth,
-                       sshd_pid=sshd[h.name].pid,
+                       sshd_pid=sshd[h.name].pid, sshd_host_pid=sshd[h.name].host_pid,
                        hidden_tools=list(setups[h.name].hidden_tools) if h.name in setups
                        else [],
                        replaced=list(setups[h.name].replaced) if h.name in setups else [],
@@ -238,6 +249,7 @@ def _build(
                for h in every],
         plants=[spec.plant for spec in specs],
         users=users,
+        pid_namespaces=pid_namespaces,
     )
     state.info = info
     state.status = "up"
@@ -338,8 +350,9 @@ def _require_root() -> None:
                        "run it as root")
 
 
-def _require_tools(internal_plants: bool = False) -> None:
-    needed = REQUIRED_TOOLS + (INTERNAL_TOOLS if internal_plants else ())
+def _require_tools(internal_plants: bool = False, pid_namespaces: bool = False) -> None:
+    needed = (REQUIRED_TOOLS + (INTERNAL_TOOLS if internal_plants else ())
+              + (PID_NAMESPACE_TOOLS if pid_namespaces else ()))
     missing = [tool for tool in needed if shutil.which(tool, path=proc.CLEAN_PATH) is None]
     missing += [str(p) for p in (hosts.SSHD, hosts.PYTHON) if not os.access(p, os.X_OK)]
     if missing:

@@ -515,8 +515,10 @@ def plan_internal(
 
 
 def start_plant(spec: PlantSpec, netns: str, state_dir: Path,
-                enter: int | None = None) -> RecordedProcess | None:
-    """Start one plant; `enter` is the PID of its host's sshd, for a mount-namespace plant."""
+                enter: int | None = None, pid_namespace: bool = False) -> RecordedProcess | None:
+    """Start one plant; `enter` is the PID of its host's sshd (machine's view), whose mount
+    namespace a mount-namespace plant joins, and whose PID namespace every plant joins
+    when the host has one (`pid_namespace`)."""
     plant = spec.plant
     if spec.firewall:
         proc.run(["ip", "netns", "exec", netns, "iptables", "-w", "10", "-A", *spec.firewall])
@@ -534,11 +536,12 @@ def start_plant(spec: PlantSpec, netns: str, state_dir: Path,
     # http.server lists its working directory: give it an empty one.
     www = base / f"www-{plant.proto.value}-{plant.port}"
     www.mkdir(mode=0o755, exist_ok=True)
-    if spec.in_mount_ns and enter is None:
+    if (spec.in_mount_ns or pid_namespace) and enter is None:
         raise LabError(f"{plant.host}: plant {plant.port} needs its host's sshd to enter")
     return proc.spawn_in_netns(netns, spec.argv, host=plant.host, role=f"plant:{plant.port}",
                                log=base / f"plant-{plant.port}.log", cwd=www,
-                               enter=enter if spec.in_mount_ns else None)
+                               enter=enter if spec.in_mount_ns or pid_namespace else None,
+                               enter_mount=spec.in_mount_ns, pid_namespace=pid_namespace)
 
 
 def write_file(item: FileSpec, host: str) -> None:
@@ -590,18 +593,23 @@ def prepare_root_home(state_dir: Path) -> Path:
 
 
 def start_sshd(files: HostFiles, netns: str, host: str,
-               setup: HostSetup | None = None) -> RecordedProcess:
+               setup: HostSetup | None = None, pid_namespace: bool = False) -> RecordedProcess:
+    """The host's sshd; with `pid_namespace`, PID 1 of a PID namespace of its own, with that
+    namespace's /proc mounted (so sessions see only this host's processes). sshd handles
+    SIGTERM (a namespace's PID 1 ignores signals it has no handler for), and when it dies
+    the kernel kills everything else in its namespace: sessions and plants."""
     # -D: stay in the foreground, so the PID we record is the listener; -e: log to our file.
     argv = [str(SSHD), "-D", "-e", "-f", str(files.sshd_config)]
     state_dir = files.dir.parent.parent
-    mounts = [f"mount --bind {shlex.quote(str(root_home(state_dir)))} /root"]
+    mounts = ["mount -t proc proc /proc"] if pid_namespace else []
+    mounts.append(f"mount --bind {shlex.quote(str(root_home(state_dir)))} /root")
     if setup is not None:
         mounts += setup.mount_commands(state_dir)
     # `ip netns exec` already gave this sshd its own mount namespace, a slave of the
     # machine's: these mounts stay in it. sh execs sshd, so the PID is still sshd's.
     argv = ["/bin/sh", "-c", f'set -e; {"; ".join(mounts)}; exec "$0" "$@"', *argv]
     return proc.spawn_in_netns(netns, argv, host=host, role="sshd", log=files.log,
-                               cwd=files.dir)
+                               cwd=files.dir, pid_namespace=pid_namespace)
 
 
 def wait_listening(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import time
@@ -19,8 +20,9 @@ CLEAN_ENV = {"PATH": CLEAN_PATH, "LC_ALL": "C"}
 _TCP_LISTEN = "0A"
 _UDP_UNCONN = "07"
 
-# Popen objects of the services we started in this interpreter: kept so `down` can reap
-# them (a killed child stays a zombie until waited for) and Popen.__del__ stays quiet.
+# Popen objects of the services we started in this interpreter (for a service in a PID
+# namespace, its launcher's), by the service's PID: kept so `down` can reap them (a killed
+# child stays a zombie until waited for) and Popen.__del__ stays quiet.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
@@ -70,34 +72,93 @@ def is_ours(proc: RecordedProcess) -> bool:
 
 def spawn_in_netns(
     netns: str, argv: Sequence[str], *, host: str, role: str, log: Path, cwd: Path,
-    enter: int | None = None,
+    enter: int | None = None, enter_mount: bool = True, pid_namespace: bool = False,
 ) -> RecordedProcess:
     """Start a detached service inside `netns` with a clean environment.
 
     `ip netns exec` (which also gives the service a mount namespace of its own, whose
     mounts never propagate back) and `env` both exec, so the PID we get is the service's
-    own. With `enter`, the service joins the network and mount namespaces of that PID
-    instead (nsenter execs too), so it sees the files that host's sshd sees.
+    own. With `enter`, the service joins the network namespace of that PID instead, and
+    its mount namespace unless `enter_mount` is false (nsenter execs too), so it sees the
+    files that host's sshd sees.
+
+    `pid_namespace`: the service gets the host's own process table, as on a real host.
+    Without `enter` it starts a new PID namespace and is its PID 1; with `enter` it joins
+    that PID's namespace. Either way a small `sh` stays outside the namespace as its
+    parent (a process cannot move itself into a PID namespace, only its children) and
+    reports the service's PID as the machine sees it: that is the PID recorded, signalled
+    and polled, and `host_pid` is the one the host itself (ss, /proc) shows.
     """
     clean = ["env", "-i", f"PATH={CLEAN_PATH}", *argv]
     if enter is None:
-        full = ["ip", "netns", "exec", netns, *clean]
+        prefix = ["ip", "netns", "exec", netns, *(["unshare", "--pid", "--"] if pid_namespace
+                                                  else [])]
     else:
-        full = ["nsenter", f"--target={enter}", "--net", "--mount", f"--wd={cwd}", *clean]
+        prefix = ["nsenter", f"--target={enter}", "--net",
+                  *(["--mount"] if enter_mount else []),
+                  *(["--pid", "--no-fork"] if pid_namespace else []), f"--wd={cwd}"]
+    # The launcher's first child is the namespace's PID 1 (or joins it); it writes its
+    # output to the log, and the launcher prints its PID on the pipe.
+    full = [*prefix, "/bin/sh", "-c", '"$@" >&2 & echo $!; exec >&-; wait $!',
+            "fa-lab-launch", *clean] if pid_namespace else [*prefix, *clean]
     with open(log, "ab") as out:
         try:
             child = subprocess.Popen(
-                full, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                full, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if pid_namespace else out, stderr=out,
                 cwd=cwd, env=CLEAN_ENV, start_new_session=True,
             )
         except OSError as exc:
             raise LabError(f"{host}: cannot start {role} ({' '.join(argv)}): {exc}") from exc
-    started = start_time(child.pid)
-    if started is None:  # exited and was reaped already: cannot happen before we wait
-        raise LabError(f"{host}: {role} vanished right after start")
-    _CHILDREN[child.pid] = child
-    return RecordedProcess(pid=child.pid, start_time=started, host=host, role=role,
-                           argv=list(argv))
+    pid, host_pid = child.pid, None
+    if pid_namespace:
+        pid = _launched_pid(child, host, role, log)
+        host_pid = namespace_pid(pid)
+    started = start_time(pid)
+    if started is None or (pid_namespace and host_pid is None):
+        # Our own child cannot vanish before we wait; the launcher's can, if it died.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=5)  # then its launcher exits too: reap it
+        raise LabError(f"{host}: {role} vanished right after start: {log_tail(log)}")
+    _CHILDREN[pid] = child
+    return RecordedProcess(pid=pid, start_time=started, host=host, role=role,
+                           argv=list(argv), host_pid=host_pid)
+
+
+def _launched_pid(launcher: subprocess.Popen[bytes], host: str, role: str, log: Path,
+                  timeout: float = 30) -> int:
+    """The PID the launcher printed: its background child, the service."""
+    assert launcher.stdout is not None
+    data = b""
+    deadline = time.monotonic() + timeout
+    with launcher.stdout:
+        while b"\n" not in data:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([launcher.stdout], [], [], max(left, 0))
+            chunk = os.read(launcher.stdout.fileno(), 64) if ready else b""
+            if not chunk:
+                break
+            data += chunk
+    text = data.decode("ascii", errors="replace").strip()
+    if not text.isdigit():
+        with contextlib.suppress(ProcessLookupError):
+            launcher.kill()
+        launcher.wait()
+        raise LabError(f"{host}: cannot start {role} in a PID namespace of its own: "
+                       f"{log_tail(log) or 'no PID reported'}")
+    return int(text)
+
+
+def namespace_pid(pid: int) -> int | None:
+    """`pid` as its own (innermost) PID namespace numbers it; None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    for line in status.splitlines():
+        if line.startswith("NSpid:"):
+            return int(line.split()[-1])
+    return pid  # a kernel without NSpid (before 4.1): no nested namespaces to number
 
 
 def exited(proc: RecordedProcess) -> int | None:
@@ -115,7 +176,8 @@ def _reap(proc: RecordedProcess) -> bool:
         if child.poll() is None:
             return False
         del _CHILDREN[proc.pid]
-        return True
+    # A PID-namespace launcher is gone once its service is; the service itself is
+    # checked anyway (someone else may have killed the launcher first).
     return not is_ours(proc)
 
 

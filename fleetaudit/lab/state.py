@@ -32,13 +32,21 @@ class LabHost(_Frozen):
     address: str
     netns: str
     veth: str
-    sshd_pid: int
+    sshd_pid: int  # as the machine sees it: for nsenter, /proc/PID/ns, signals
+    # As the host itself sees it (1 in a PID namespace of its own); None: sshd_pid. What
+    # an audit of the host reports as the owner of port 22: see `seen_sshd_pid`.
+    sshd_host_pid: int | None = None
     # What this host's private mount namespace (its sshd and what runs inside it) changes:
     # tools made absent, files replaced by a modified copy. Other hosts see the machine's.
     hidden_tools: list[str] = []
     replaced: list[str] = []
     # Reached only through this ProxyJump (the bastion's hidden host); None: on the bridge.
     jump: str | None = None
+
+    @property
+    def seen_sshd_pid(self) -> int:
+        """sshd's PID as an audit of this host reports it."""
+        return self.sshd_pid if self.sshd_host_pid is None else self.sshd_host_pid
 
 
 class Plant(_Frozen):
@@ -75,6 +83,8 @@ class LabInfo(_Frozen):
     inventory_ini: Path | None = None  # the same inventory in Ansible's INI form
     plants: list[Plant]
     users: list[LabUser] = []
+    # Each host has its own PID namespace (its own /proc): `up(pid_namespaces=True)`.
+    pid_namespaces: bool = False
 
     def host(self, name: str) -> LabHost:
         for host in self.hosts:
@@ -86,11 +96,14 @@ class LabInfo(_Frozen):
 class RecordedProcess(_Frozen):
     """A process `up` started; start_time (clock ticks since boot) tells it from a reused PID."""
 
-    pid: int
+    pid: int  # as the machine sees it: what `down` signals
     start_time: int
     host: str
     role: str
     argv: list[str]
+    # As the host itself sees it (ss, /proc inside it), when it has a PID namespace of its
+    # own; None: the machine's PID, `pid`.
+    host_pid: int | None = None
 
 
 class SysctlChange(_Frozen):

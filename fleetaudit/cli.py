@@ -12,14 +12,14 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Column, Table
 
-from fleetaudit import interrupt, lab
+from fleetaudit import __version__, interrupt, lab
 from fleetaudit.errors import ConfigError, FleetAuditError, LabError
 from fleetaudit.exitcodes import ExitCode
 from fleetaudit.inventory import load_inventories
@@ -32,10 +32,11 @@ from fleetaudit.models import (
     HostStatus,
     Inventory,
     InventoryHost,
+    ScanRun,
     Severity,
 )
 from fleetaudit.orchestrator import AuditOptions, audit_dry_run, run_audit
-from fleetaudit.policy import Policy, baseline_policy, load_policy
+from fleetaudit.policy import Policy, apply_policy, baseline_policy, exit_code, load_policy
 from fleetaudit.preflight import render_text, run_preflight
 from fleetaudit.report import (
     DEFAULT_FORMATS,
@@ -45,14 +46,15 @@ from fleetaudit.report import (
     parse_formats,
     results_from_json,
 )
+from fleetaudit.report.journal import JOURNAL, Journal
+from fleetaudit.report.journal import Start as JournalStart
 from fleetaudit.report.write import stage_report
+from fleetaudit.resume import merge_resumed, unique_evidence
 from fleetaudit.scan import Profile
 from fleetaudit.scan.command import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
 from fleetaudit.ssh_target import SSHTarget, local_user, resolve_target
 from fleetaudit.terminal import out, say, text
 from fleetaudit.transport import HostKeyPolicy, SSHOptions
-
-AUDIT_INTERRUPTED = "Interrupted: audit stopped, its nmap processes too; no report written."
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Audit what really listens on every open port of a fleet.")
@@ -102,14 +104,73 @@ def _write(results: AuditResults, out_dir: Path,
 
 
 def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
-           policy: Policy | None = None, fail_on: Severity | None = None) -> int:
-    say(f"Auditing {len(inventory.hosts)} host(s) from ", inventory.source)
-    interrupt.message = AUDIT_INTERRUPTED
-    # Judged by run_audit, before anything is written: every format carries the findings.
-    outcome = interrupt.run(run_audit(inventory, options, on_host_done=_show_host,
-                                      policy=policy or baseline_policy()))
-    results = outcome.results
-    paths = _write(results, out_dir, tuple(Format), evidence=outcome.nmap_xml_files)
+           policy: Policy | None = None, fail_on: Severity | None = None, *,
+           resume: bool = False) -> int:
+    """Audit, keeping each finished host in the run's journal (report.journal) as it
+    comes, so that a run stopped part way is finished by `--resume out_dir`."""
+    policy = policy or baseline_policy()
+    started = datetime.now(UTC)
+    kept: dict[str, HostResult] = {}
+    earlier: list[tuple[str, bytes]] = []
+    scans: list[ScanRun] = []
+    if resume:
+        journal, state = Journal.resume(out_dir)
+        names = {h.name for h in inventory.hosts}
+        kept = {name: host for name, host in state.hosts.items() if name in names}
+        earlier, scans, started = state.evidence, state.scans, state.start.started_at
+        say(f"Resuming {out_dir}: {len(kept)} host(s) done, "
+            f"{len(inventory.hosts) - len(kept)} to audit")
+        if state.start.inventory != inventory.source:
+            say(("warning:", "yellow"), " that run audited ", state.start.inventory,
+                "; hosts are matched by name")
+        dropped = len(state.hosts) - len(kept)
+        if dropped:
+            say(("warning:", "yellow"), f" {dropped} host(s) of that run are not in this "
+                "inventory: left out")
+    else:
+        journal = Journal.start(out_dir, JournalStart(
+            tool_version=__version__, inventory=inventory.source, started_at=started,
+            hosts=[h.name for h in inventory.hosts]))
+    rest = Inventory(source=inventory.source,
+                     hosts=[h for h in inventory.hosts if h.name not in kept])
+    say(f"Auditing {len(rest.hosts)} host(s) from ", inventory.source)
+    done = 0
+
+    def finished(result: HostResult) -> None:
+        nonlocal done
+        done += 1
+        interrupt.message = (
+            f"Interrupted: audit stopped, its nmap processes too; {done + len(kept)} "
+            f"finished host(s) are kept in {out_dir / JOURNAL}: run the same command with "
+            f"--resume {out_dir} to audit the rest.")
+        _show_host(result)
+
+    interrupt.message = (f"Interrupted: audit stopped, its nmap processes too; no host "
+                         f"finished: no report written (an empty run is left in {out_dir}).")
+    try:
+        # Judged by run_audit, before anything is written: every format carries the findings.
+        outcome = interrupt.run(run_audit(rest, options, on_host_done=finished,
+                                          policy=policy, journal=journal)) \
+            if rest.hosts else None
+    except FleetAuditError:
+        if not resume and done == 0:  # refused before any host (nmap missing...): no run
+            journal.discard()
+        raise
+    finally:
+        journal.close()
+    if resume:
+        results = merge_resumed(
+            inventory, kept, outcome.results if outcome else None, started_at=started,
+            earlier_scans=scans, policy=policy, today=date.today(),
+            tool_version=__version__, finished_at=datetime.now(UTC))
+        evidence = unique_evidence([*earlier, *(outcome.nmap_xml_files if outcome else [])])
+    else:
+        assert outcome is not None or not inventory.hosts
+        results = outcome.results if outcome else apply_policy(AuditResults(
+            tool_version=__version__, inventory=inventory.source, started_at=started,
+            finished_at=datetime.now(UTC)), policy, date.today())
+        evidence = outcome.nmap_xml_files if outcome else []
+    paths = _write(results, out_dir, tuple(Format), evidence=evidence)
     failed = [h for h in results.hosts if h.status is not HostStatus.OK]
     if results.scan is None:
         say(("No scan result: the external view is missing.", "yellow"))
@@ -126,7 +187,7 @@ def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
         say(paths.index_html, to=out)
     if failed:
         say((f"{len(failed)} host(s) not fully audited: see the report.", "yellow"))
-    return outcome.exit_code(fail_on)
+    return exit_code(results, fail_on)
 
 
 def _fail(exc: FleetAuditError) -> typer.Exit:
@@ -186,6 +247,10 @@ def audit(
         "--fail-on", metavar="SEVERITY", case_sensitive=False,
         help="Exit 1 when an active finding is at or above this severity (critical, high, "
              "medium, low, info) (default: findings do not change the exit code)")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        "--resume", metavar="RUN_DIR",
+        help="Finish a run that was stopped (crash, kill, Ctrl-C): audit only the hosts its "
+             "journal lacks, then write the whole report in RUN_DIR")] = None,
 ) -> None:
     """Scan the fleet from outside, look inside every host, and reconcile the two."""
     try:
@@ -206,7 +271,10 @@ def audit(
             for line in interrupt.run(audit_dry_run(inv, options)):
                 say(line, to=out)
             raise typer.Exit(ExitCode.OK)
-        code = _audit(inv, options, out_dir or _default_out(), policy, fail_on)
+        if resume is not None and out_dir is not None and out_dir != resume:
+            raise ConfigError("--resume RUN_DIR writes the report in RUN_DIR: drop --out")
+        code = _audit(inv, options, resume or out_dir or _default_out(), policy, fail_on,
+                      resume=resume is not None)
     except FleetAuditError as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code)

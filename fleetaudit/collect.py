@@ -33,6 +33,7 @@ error in the view and the others go on; only a TransportError leaves this module
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -123,6 +124,9 @@ class CollectOptions:
     # More argument names whose values are secrets (the policy's redact_arguments):
     # redacted from cmdlines as they are parsed, with the built-in ones.
     redact_arguments: tuple[str, ...] = ()
+    # Told when each round ends: (round number from 1, start, end) as time.monotonic
+    # readings, for the run's timings (fleetaudit.timeline).
+    on_round: Callable[[int, float, float], None] | None = None
 
 
 class _Batch:
@@ -143,6 +147,7 @@ class _Batch:
         self.gaps: list[CoverageGap] = []
         # Why the session ended part way (time limit, connection lost): no later round.
         self.cut: str | None = None
+        self.rounds = 0
 
     def gap(self, source: str, reason: str) -> None:
         self.gaps.append(CoverageGap(source=source, reason=reason))
@@ -173,6 +178,15 @@ class _Batch:
         that did not; the session is then over, so later rounds run nothing."""
         if self.cut is not None:
             return {}
+        self.rounds += 1
+        started = time.monotonic()
+        try:
+            return await self._run(commands)
+        finally:
+            if self.options.on_round is not None:
+                self.options.on_round(self.rounds, started, time.monotonic())
+
+    async def _run(self, commands: Sequence[BatchCommand]) -> dict[str, Section]:
         nonce = secrets.token_hex(12)
         session = await self._open()
         # The session's first script defines the batch helpers; later ones reuse them.

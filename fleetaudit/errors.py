@@ -5,6 +5,7 @@
     |   +-- InventoryError          inventory file unreadable or invalid
     |   +-- PolicyError             policy file unreadable or invalid (names file, line, field)
     |   +-- ReportWriteError        the report could not be written (the previous one is kept)
+    |   +-- JournalError            the run's journal cannot be started, or resumed from
     +-- ParseError                  a command's output is not what its parser knows
     +-- TransportError              a host could not be reached or talked to
     |   +-- ConnectError            no TCP/SSH session (refused, timeout, DNS)
@@ -51,6 +52,10 @@ class ReportWriteError(ConfigError):
     def __init__(self, message: str, saved: str | None = None) -> None:
         super().__init__(message)
         self.saved = saved
+
+
+class JournalError(ConfigError):
+    """The run's journal (RUN_DIR/journal.jsonl) cannot be written, or read for --resume."""
 
 
 class ParseError(FleetAuditError):

@@ -580,6 +580,24 @@ class HostResult(Model):
     host_key_changed: HostKeyChange | None = None
 
 
+class PhaseTiming(Model):
+    """Where a run's time went: one phase (an nmap process, a collection round across
+    the fleet, judging, ...), in seconds from the run's start, so a slow audit can be
+    explained from its results.json without running it again.
+
+    For a phase that every host goes through (a collection round), `hosts` says how
+    many did, and `median`/`slowest` how long one host took in it.
+    """
+
+    phase: str  # "prepare", "scan", "collect", "final", "judge"
+    name: str  # "tcp-discovery-01", "round 1", ...
+    start: float
+    end: float
+    hosts: int | None = None
+    median: float | None = None
+    slowest: float | None = None
+
+
 class AuditResults(Model):
     schema_version: int = RESULTS_SCHEMA_VERSION
     tool_version: str
@@ -590,3 +608,6 @@ class AuditResults(Model):
     policy: str | None = None
     hosts: list[HostResult] = []
     compliance: list[ComplianceSummary] = []
+    timings: list[PhaseTiming] = []
+    # Set when the run was resumed (--resume): how many hosts came from its journal.
+    resumed_hosts: int = 0

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -31,6 +32,7 @@ from fleetaudit.errors import (
     CommandError,
     HostKeyChangedError,
     HostKeyError,
+    JournalError,
     ScanError,
     TransportError,
     UnsafeTargetError,
@@ -54,8 +56,9 @@ from fleetaudit.models import (
     Socket,
     Stage,
 )
-from fleetaudit.policy import Policy, apply_policy, baseline_policy, exit_code
+from fleetaudit.policy import Policy, apply_policy, baseline_policy, exit_code, judge_host
 from fleetaudit.reconcile import reconcile_host
+from fleetaudit.report.journal import Journal
 from fleetaudit.scan.command import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CONCURRENCY,
@@ -63,8 +66,10 @@ from fleetaudit.scan.command import (
     DEFAULT_VERSION_HOST_TIMEOUT,
     ScanSettings,
 )
-from fleetaudit.scan.plan import Listing, inside_ports
+from fleetaudit.scan.plan import Listing, ProcessResult, inside_ports
 from fleetaudit.ssh_target import SSHTarget, resolve_target
+from fleetaudit.terminal import say
+from fleetaudit.timeline import Timeline
 from fleetaudit.transport import SSHOptions, Transport, TransportFactory, connect
 
 
@@ -106,6 +111,15 @@ class AuditOutcome:
 ScanOutcome = tuple[ScanRun | None, "scan.FleetScan | None", str | None]
 
 
+@dataclass(frozen=True)
+class _ScanSays:
+    """What the scan said of one host: its view, or why it has none."""
+
+    external: ExternalHost | None = None
+    missing: str | None = None  # this host has no view (down, cut short...)
+    run_error: str | None = None  # the whole scan failed, or there was none
+
+
 @dataclass
 class _HostState:
     host: InventoryHost
@@ -119,6 +133,8 @@ class _HostState:
     host_key_changed: HostKeyChange | None = None
     # What the scan waits for: the ports round 1 lists (None: collection failed).
     listing: asyncio.Future[Listing | None] | None = None
+    # What the host waits for: the scan's word on it, as soon as its batches are done.
+    scan_says: asyncio.Future[_ScanSays] | None = None
 
     def heard(self, sockets: Sequence[Socket] | None) -> None:
         """Give the scan this host's listing, once (later calls change nothing)."""
@@ -217,19 +233,15 @@ class _Parking:
 
 
 async def _collect(state: _HostState, options: AuditOptions, limit: asyncio.Semaphore,
-                   parking: _Parking | None = None,
-                   scan_task: asyncio.Future[ScanOutcome]
-                   | None = None, connect: TransportFactory = connect) -> None:
-    """Collect the host, then (once the scan is in) probe its unexplained open ports.
+                   collect_options: CollectOptions, connect: TransportFactory,
+                   timeline: Timeline) -> Transport | None:
+    """Collect the host; the connection stays open (returned) for the final round.
 
     `connect` opens the host's transport (the seam for `fleetaudit.testing.fakehost`).
     """
     assert state.address is not None
-    collect_options = CollectOptions(timeout=options.command_timeout,
-                                     become=state.host.become,
-                                     become_user=state.host.become_user,
-                                     redact_arguments=options.redact_arguments)
     async with limit:
+        started = time.monotonic()
         try:
             transport = await connect(state.host, state.address, options.ssh, state.target)
         except TransportError as exc:
@@ -237,19 +249,21 @@ async def _collect(state: _HostState, options: AuditOptions, limit: asyncio.Sema
             if isinstance(exc, HostKeyChangedError):  # also a finding: see policy.rules
                 state.host_key_changed = HostKeyChange(
                     offered=exc.offered, recorded=exc.recorded, known_hosts=exc.known_hosts)
-            return
+            return None
+        finally:
+            timeline.host_span("collect", "connect", started, time.monotonic())
         try:
             state.internal = await collect_internal(transport, options=collect_options,
                                                     on_listing=state.heard)
         except TransportError as exc:
             await transport.close()
             state.fail(HostStatus.COLLECTION_FAILED, Stage.COLLECT, str(exc))
-            return
+            return None
         except Exception as exc:  # one host's surprise must not end the run
             await transport.close()
             state.fail(HostStatus.COLLECTION_FAILED, Stage.COLLECT,
                        f"internal error while collecting: {type(exc).__name__}: {exc}")
-            return
+            return None
     state.heard(state.internal.sockets)  # never leave the scan waiting on round 1
     for message in state.internal.errors:
         state.errors.append(HostError(stage=Stage.COLLECT, message=message))
@@ -258,36 +272,58 @@ async def _collect(state: _HostState, options: AuditOptions, limit: asyncio.Sema
         # Collected, but not all of it: never counted as audited, nor compliant.
         state.fail(HostStatus.PARTIAL, Stage.COLLECT, "audit incomplete: " + "; ".join(
             f"{gap.source}: {gap.reason}" for gap in gaps)[:2000])
+    return transport
+
+
+async def _audit_host(state: _HostState, options: AuditOptions, limit: asyncio.Semaphore,
+                      parking: _Parking, connect: TransportFactory, timeline: Timeline,
+                      finish: Callable[[_HostState, _ScanSays | None], None]) -> None:
+    """One host from login to its result: collect, wait for its own scan batches (not the
+    fleet's), probe what the scan found unexplained, then hand the result on at once."""
+    timed = dataclasses.replace(
+        _collect_options(state, options),
+        on_round=lambda n, start, end: timeline.host_span("collect", f"round {n}", start, end))
+    try:
+        transport = await _collect(state, options, limit, timed, connect, timeline)
+    finally:
+        state.heard(None)  # the scan is never left waiting for this host's listing
     # A host behind jump hosts is not scanned: no open port to probe after the scan.
-    after_scan = scan_task if state.scanned else None
-    parked = parking is not None and after_scan is not None and parking.take()
-    if not parked:
+    parked = transport is not None and state.scanned and parking.take()
+    if transport is not None and not parked:
         await transport.close()
     try:
-        if after_scan is not None:
-            await _final_round(state, options, limit, collect_options,
-                               transport if parked else None, after_scan, connect)
+        says = None
+        if state.scan_says is not None:
+            waited = time.monotonic()
+            says = await asyncio.shield(state.scan_says)
+            timeline.host_span("collect", "waiting for its scan", waited, time.monotonic())
+        if says is not None and says.external is not None and state.internal is not None:
+            started = time.monotonic()
+            await _final_round(state, options, limit, _collect_options(state, options),
+                               transport if parked else None, says.external, connect)
+            timeline.host_span("final", "bind probe and NAT round", started, time.monotonic())
     finally:
         if parked:
+            assert transport is not None
             await transport.close()
-            assert parking is not None
             parking.give()
+    finish(state, says)
+
+
+def _collect_options(state: _HostState, options: AuditOptions) -> CollectOptions:
+    return CollectOptions(timeout=options.command_timeout, become=state.host.become,
+                          become_user=state.host.become_user,
+                          redact_arguments=options.redact_arguments)
 
 
 async def _final_round(
     state: _HostState, options: AuditOptions, limit: asyncio.Semaphore,
     collect_options: CollectOptions, transport: Transport | None,
-    scan_task: asyncio.Future[ScanOutcome], connect: TransportFactory = connect,
+    external: ExternalHost, connect: TransportFactory = connect,
 ) -> None:
     """Bind probe and NAT rules for the ports the scan found open and no listener explains."""
     assert state.address is not None and state.internal is not None
-    try:
-        scan_run = (await asyncio.shield(scan_task))[0]
-    except Exception:  # run_audit reports a failed scan; nothing to probe without it
-        return
-    external = next((h for h in scan_run.hosts if h.address == state.address),
-                    None) if scan_run else None
-    if external is None or external.status != "up":
+    if external.status != "up":
         return
     ports = ports_to_probe(state.internal, external, state.address)
     if not ports:
@@ -327,16 +363,24 @@ def scan_settings(options: AuditOptions) -> ScanSettings:
 async def _scan(targets: list[str], settings: ScanSettings | None, options: AuditOptions,
                 imported: scan.FleetScan | None = None,
                 listings: dict[str, asyncio.Future[Listing | None]] | None = None,
+                on_host: Callable[[str, ExternalHost | None, str | None], None] | None = None,
+                timeline: Timeline | None = None,
+                on_process_done: Callable[[ProcessResult], None] | None = None,
                 ) -> ScanOutcome:
     if imported is not None:
         return imported.run, imported, None
     if not targets or settings is None:
         return None, None, "nothing to scan"
+    started = time.monotonic()
     try:
         fleet = await scan.scan_fleet(targets, settings, nmap_path=options.nmap_path,
-                                      listings=listings)
+                                      listings=listings, on_host=on_host, timeline=timeline,
+                                      on_process_done=on_process_done)
     except ScanError as exc:
         return None, None, str(exc)
+    finally:
+        if timeline is not None:
+            timeline.span("scan", "whole scan", started, time.monotonic(), hosts=len(targets))
     return fleet.run, fleet, None
 
 
@@ -356,14 +400,6 @@ def _listings(states: Sequence[_HostState]) -> dict[str, asyncio.Future[Listing 
 async def _union(futures: list[asyncio.Future[Listing | None]]) -> Listing | None:
     got = [g for g in await asyncio.gather(*futures) if g is not None]
     return frozenset().union(*got) if got else None
-
-
-async def _collect_listed(state: _HostState, *args: Any, **kwargs: Any) -> None:
-    """`_collect`, and the scan is told when it ends without a listing (never left waiting)."""
-    try:
-        await _collect(state, *args, **kwargs)
-    finally:
-        state.heard(None)
 
 
 async def _import(targets: list[str], options: AuditOptions) -> scan.FleetScan | None:
@@ -446,28 +482,69 @@ async def run_audit(
     connect: TransportFactory = connect,
     policy: Policy | None = None,
     today: date | None = None,
+    journal: Journal | None = None,
 ) -> AuditOutcome:
     """Scan and collect every host at once; each host's failure is its outcome.
 
-    The results come back judged by `policy` (default: the built-in baseline) as of
-    `today`: findings, compliance marks, summaries, so a library caller gets what the
-    CLI reports, and `AuditOutcome.exit_code` the CLI's exit code. `on_host_done` sees
-    each host as soon as it is reconciled, before judgement (for progress).
-    `connect` opens one host's transport: `transport.connect` (SSH, or local), or a
-    test double with its signature (`fleetaudit.testing.fakehost.FakeFleet.connect`).
+    Each host goes on alone: its result is reconciled and judged as soon as its own
+    collection and its own scan batches are done, and handed to `on_host_done` then
+    (progress, the run's journal), while other hosts still run. The results come back
+    judged by `policy` (default: the built-in baseline) as of `today`: findings,
+    compliance marks, summaries, so a library caller gets what the CLI reports, and
+    `AuditOutcome.exit_code` the CLI's exit code. `connect` opens one host's transport:
+    `transport.connect` (SSH, or local), or a test double with its signature
+    (`fleetaudit.testing.fakehost.FakeFleet.connect`). `journal` records each host
+    as it is done, each nmap process's XML and the scan (report.journal): a run that
+    dies keeps them. A journal that cannot be written is said once, and the run goes on.
     """
     started = datetime.now(UTC)
-    settings = None if options.nmap_xml else scan_settings(options)  # ConfigError first
-    states, targets = await _targets(inventory, options)
+    timeline = Timeline()
+    policy = policy or baseline_policy()
+    today = today or date.today()
+    with timeline.phase("prepare", "targets, routes and imported scans",
+                        hosts=len(inventory.hosts)):
+        settings = None if options.nmap_xml else scan_settings(options)  # ConfigError first
+        states, targets = await _targets(inventory, options)
+        imported = await _import(targets, options) if settings is None else None
     ready = [s for s in states if s.address]
     limit = asyncio.Semaphore(max(1, options.concurrency))
-    imported = await _import(targets, options) if settings is None else None
+    loop = asyncio.get_running_loop()
+    by_address: dict[str, list[_HostState]] = {}
+    for state in ready:
+        if state.scanned:
+            state.scan_says = loop.create_future()
+            by_address.setdefault(scan.canonical(state.address or ""), []).append(state)
+
+    def heard_from_scan(key: str, external: ExternalHost | None, why: str | None) -> None:
+        for state in by_address.get(key, []):
+            if state.scan_says is not None and not state.scan_says.done():
+                state.scan_says.set_result(_ScanSays(external=external, missing=why))
+
+    judged: dict[int, HostResult] = {}
+    keep = _Keeper(journal)
+
+    def finish(state: _HostState, says: _ScanSays | None) -> None:
+        result = judge_host(_host_result(state, says), policy, today)
+        judged[id(state)] = result
+        keep(lambda j: j.host(result))
+        if on_host_done is not None:
+            on_host_done(result)
+
+    for state in states:
+        if state.address is None:  # not contacted (refused, unresolved): done already
+            finish(state, None)
 
     listings = _listings(ready) if imported is None else None
-    scan_task = asyncio.create_task(_scan(targets, settings, options, imported, listings))
+    def evidence(process: ProcessResult) -> None:
+        if process.xml:
+            keep(lambda j: j.evidence(process.name, process.xml))
+
+    scan_task = asyncio.create_task(_scan(targets, settings, options, imported, listings,
+                                          heard_from_scan, timeline, evidence))
+    scan_task.add_done_callback(lambda task: _scan_ended(task, ready, keep))
     parking = _Parking(options.parked_connections)
-    collection = asyncio.gather(*(_collect_listed(s, options, limit, parking, scan_task, connect)
-                               for s in ready))
+    collection = asyncio.gather(*(_audit_host(s, options, limit, parking, connect, timeline,
+                                              finish) for s in ready))
     try:
         try:
             # Shielded, so a cancel (Ctrl-C, SIGTERM) reaches this frame at once: the scan
@@ -480,7 +557,7 @@ async def run_audit(
             collection.cancel()
             await asyncio.gather(scan_task, collection, return_exceptions=True)
             raise
-        scan_run, fleet, scan_error = await scan_task
+        scan_run, fleet, _ = await scan_task
     finally:
         if not scan_task.done():
             # Cancelled (Ctrl-C): the scan is a task of its own, so it is stopped here,
@@ -489,24 +566,63 @@ async def run_audit(
             with contextlib.suppress(asyncio.CancelledError):
                 await scan_task
 
-    results = []
+    with timeline.phase("judge", "fleet summaries", hosts=len(states)):
+        audited = AuditResults(tool_version=__version__, inventory=inventory.source,
+                               started_at=started, finished_at=datetime.now(UTC),
+                               scan=scan_run.model_copy(update={"hosts": []})
+                               if scan_run else None,
+                               hosts=[judged[id(s)] for s in states])
+        results = apply_policy(audited, policy, today)
+    return AuditOutcome(results=results.model_copy(update={"timings": timeline.timings()}),
+                        nmap_xml_files=fleet.evidence if fleet else [])
+
+
+class _Keeper:
+    """The run's journal, if any, written to until it fails once (said, then left)."""
+
+    def __init__(self, journal: Journal | None) -> None:
+        self.journal = journal
+
+    def __call__(self, write: Callable[[Journal], None]) -> None:
+        if self.journal is None:
+            return
+        try:
+            write(self.journal)
+        except JournalError as exc:
+            self.journal = None
+            say(("warning:", "yellow"), f" {exc}; the audit goes on, but a run stopped "
+                "now could not be resumed")
+
+
+def _scan_ended(task: asyncio.Task[ScanOutcome], states: Sequence[_HostState],
+                keep: _Keeper) -> None:
+    """Every host still waiting hears the scan's last word: the fleet's view of it, or
+    why the whole scan failed. None is left waiting, whatever happened to the scan."""
+    if task.cancelled():
+        says = _ScanSays(run_error="scan cancelled")
+        fleet = None
+    elif task.exception() is not None:
+        says = _ScanSays(run_error=str(task.exception()))
+        fleet = None
+    else:
+        run, fleet, error = task.result()
+        says = _ScanSays(run_error=error or "no scan") if fleet is None else _ScanSays()
+        if run is not None:
+            keep(lambda j: j.scan(run))
     for state in states:
-        result = _host_result(state, fleet, scan_error)
-        results.append(result)
-        if on_host_done is not None:
-            on_host_done(result)
-    audited = AuditResults(tool_version=__version__, inventory=inventory.source,
-                           started_at=started, finished_at=datetime.now(UTC),
-                           scan=scan_run.model_copy(update={"hosts": []}) if scan_run else None,
-                           hosts=results)
-    return AuditOutcome(
-        results=apply_policy(audited, policy or baseline_policy(), today or date.today()),
-        nmap_xml_files=fleet.evidence if fleet else [],
-    )
+        if state.scan_says is None or state.scan_says.done():
+            continue
+        if fleet is None:
+            state.scan_says.set_result(says)
+            continue
+        key = scan.canonical(state.address or "")
+        external = fleet.hosts.get(key)
+        state.scan_says.set_result(_ScanSays(
+            external=external, missing=None if external is not None else fleet.failed.get(
+                key, "the scan did not report this host")))
 
 
-def _host_result(state: _HostState, fleet: scan.FleetScan | None,
-                 scan_error: str | None) -> HostResult:
+def _host_result(state: _HostState, says: _ScanSays | None) -> HostResult:
     host = state.host
     if state.address is None:
         return HostResult(name=host.name, address=host.address, groups=host.groups,
@@ -517,25 +633,24 @@ def _host_result(state: _HostState, fleet: scan.FleetScan | None,
     if not state.scanned:
         not_scanned = external_missing = state.not_scanned
         state.fail(HostStatus.SCAN_FAILED, Stage.SCAN, not_scanned)
-    elif scan_error or fleet is None:
-        scan_error = scan_error or "no scan"
+    elif says is None or says.run_error is not None:
+        scan_error = (says.run_error if says is not None else None) or "no scan"
         external_missing = f"scan failed: {scan_error}"
         state.fail(HostStatus.SCAN_FAILED, Stage.SCAN, scan_error)
+    elif says.external is None:
+        external_missing = says.missing or "the scan did not report this host"
+        state.fail(HostStatus.SCAN_FAILED, Stage.SCAN, external_missing)
+    elif says.external.status != "up":
+        external = says.external
+        external_missing = f"host {external.status} in the scan ({external.reason})"
+        state.fail(HostStatus.HOST_DOWN, Stage.SCAN, external_missing)
+        external = None
     else:
-        address = scan.canonical(state.address)
-        external = fleet.hosts.get(address)
-        if external is None:
-            external_missing = fleet.failed.get(address, "the scan did not report this host")
-            state.fail(HostStatus.SCAN_FAILED, Stage.SCAN, external_missing)
-        elif external.status != "up":
-            external_missing = f"host {external.status} in the scan ({external.reason})"
-            state.fail(HostStatus.HOST_DOWN, Stage.SCAN, external_missing)
-            external = None
-        else:
-            # Part of this host's scan is missing (cut short, timed out): the ports that
-            # are there still count, but the audit of this host is not complete.
-            for message in external.errors:
-                state.fail(HostStatus.SCAN_FAILED, Stage.SCAN, message)
+        external = says.external
+        # Part of this host's scan is missing (cut short, timed out): the ports that
+        # are there still count, but the audit of this host is not complete.
+        for message in external.errors:
+            state.fail(HostStatus.SCAN_FAILED, Stage.SCAN, message)
     internal_missing = None
     if state.internal is None:
         internal_missing = state.errors[0].message if state.errors else "not collected"

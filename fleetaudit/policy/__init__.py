@@ -16,6 +16,7 @@ from fleetaudit.policy.apply import (
     apply_policy,
     exit_code,
     finding_id,
+    judge_host,
 )
 from fleetaudit.policy.loader import baseline_policy, load_policy, parse_policy
 from fleetaudit.policy.rules import EffectiveRules, effective_rules
@@ -35,6 +36,7 @@ __all__ = [
     "effective_rules",
     "exit_code",
     "finding_id",
+    "judge_host",
     "load_policy",
     "parse_policy",
 ]

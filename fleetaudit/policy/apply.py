@@ -29,7 +29,7 @@ from fleetaudit.policy.rules import SEVERITY_RANK, Hit, effective_rules, evaluat
 from fleetaudit.policy.schema import Policy, Rule
 
 __all__ = ["EXIT_CONFIG", "EXIT_FINDINGS", "EXIT_INCOMPLETE", "EXIT_OK", "REMEDIATION",
-           "apply_policy", "exit_code", "finding_id"]
+           "apply_policy", "exit_code", "finding_id", "judge_host"]
 
 REMEDIATION: dict[str, str] = {
     Rule.ALLOWED_PORTS: "Close the port or stop the service; if it is meant to be open, add "
@@ -83,21 +83,28 @@ def finding_id(rule: str, host: str, proto: Proto | None, port: int | None) -> s
 
 def apply_policy(results: AuditResults, policy: Policy, today: date) -> AuditResults:
     """Judge every host: findings, compliance marks and per-group/fleet summaries."""
-    waivers = policy.waivers
-    judged: list[tuple[HostResult, list[str]]] = []
-    for host in results.hosts:
-        rules = effective_rules(policy, host.name, host.groups)
-        findings = [_waive(f, waivers, today)
-                    for f in _findings(host.name, evaluate_host(host, rules))]
-        active = any(f.active for f in findings)
-        compliant = False if active else (True if host.status is HostStatus.OK else None)
-        judged.append((host.model_copy(update={"findings": findings, "compliant": compliant}),
-                       rules.enabled()))
+    judged = [_judge(host, policy, today) for host in results.hosts]
     groups = sorted({g for host, _ in judged for g in host.groups})
     compliance = [_summary(None, judged)] + [
         _summary(g, [(h, r) for h, r in judged if g in h.groups]) for g in groups]
     return results.model_copy(update={"hosts": [h for h, _ in judged],
                                       "compliance": compliance, "policy": policy.label})
+
+
+def judge_host(host: HostResult, policy: Policy, today: date) -> HostResult:
+    """One host's findings and compliance mark, as apply_policy gives them: for a host
+    recorded as it finishes (the run's journal), before the fleet is done."""
+    return _judge(host, policy, today)[0]
+
+
+def _judge(host: HostResult, policy: Policy, today: date) -> tuple[HostResult, list[str]]:
+    rules = effective_rules(policy, host.name, host.groups)
+    findings = [_waive(f, policy.waivers, today)
+                for f in _findings(host.name, evaluate_host(host, rules))]
+    active = any(f.active for f in findings)
+    compliant = False if active else (True if host.status is HostStatus.OK else None)
+    return (host.model_copy(update={"findings": findings, "compliant": compliant}),
+            rules.enabled())
 
 
 def exit_code(results: AuditResults, fail_on: Severity | None) -> ExitCode:

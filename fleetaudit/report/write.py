@@ -30,6 +30,7 @@ from pathlib import Path
 from fleetaudit.errors import ReportWriteError
 from fleetaudit.models import AuditResults
 from fleetaudit.report.formats import DEFAULT_FORMATS, FILENAMES, RENDERERS, Format, parse_formats
+from fleetaudit.report.journal import JOURNAL
 
 __all__ = ["EVIDENCE_DIR", "INDEX_HTML", "RESULTS_JSON", "ReportPaths", "StagedReport",
            "stage_report", "write_evidence", "write_report"]
@@ -40,7 +41,8 @@ EVIDENCE_DIR = "nmap"  # DIR/nmap/<name>.xml: each nmap process's raw report
 _EVIDENCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 # What a report folder may hold (and so may be replaced): its files, its evidence, and
 # what an interrupted older version left (.NAME.*.tmp).
-_REPORT_NAMES = frozenset(FILENAMES.values()) | {EVIDENCE_DIR}
+# The journal of the run being written into the folder (report.journal) belongs there too.
+_REPORT_NAMES = frozenset(FILENAMES.values()) | {EVIDENCE_DIR, JOURNAL}
 _LEFTOVER = re.compile(r"\..+\.tmp")
 
 

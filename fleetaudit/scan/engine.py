@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
+import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,6 +58,7 @@ from fleetaudit.scan.plan import (
     summarize,
     with_proto,
 )
+from fleetaudit.timeline import Timeline
 
 __all__ = ["FleetScan", "Listings", "discovery_jobs", "dry_run_lines", "is_privileged",
            "scan_fleet", "scan_jobs"]
@@ -171,8 +174,10 @@ class _Runner:
     def __init__(self, nmap_bin: str, settings: ScanSettings,
                  defaults: asyncio.Future[dict[tuple[Proto, int], str]],
                  timeout: float | None,
-                 on_process_done: Callable[[ProcessResult], None] | None) -> None:
+                 on_process_done: Callable[[ProcessResult], None] | None,
+                 timeline: Timeline | None = None) -> None:
         self.nmap_bin = nmap_bin
+        self.timeline = timeline
         self.defaults = defaults  # nmap-services, read while the first nmap runs
         self.timeout = timeout
         self.on_process_done = on_process_done
@@ -202,6 +207,7 @@ class _Runner:
         async with self.total:
             self.order.append(job.name)
             command = shlex.join(job.argv(self.nmap_bin))
+            started = time.monotonic()
             try:
                 outcome = await asyncio.get_running_loop().run_in_executor(
                     self.pool, nmap_run.run_job, self.nmap_bin, job, self.timeout,
@@ -210,6 +216,9 @@ class _Runner:
                 result = ProcessResult(job.name, command, None, str(exc), b"")
             else:
                 result = self._parse(job, command, outcome, await self.defaults)
+            if self.timeline is not None:
+                self.timeline.span("scan", job.name, started, time.monotonic(),
+                                   hosts=len(job.targets))
         self.results[job.name] = result
         if self.on_process_done is not None:
             self.on_process_done(result)
@@ -387,6 +396,18 @@ async def _inside_pass(runner: _Runner, job: NmapJob, settings: ScanSettings,
                     proto, wanted[key], failure)
 
 
+def _outcome(key: str, views: Mapping[str, list[ExternalHost]],
+             notes: Mapping[str, list[str]]) -> tuple[ExternalHost | None, str | None]:
+    """A host's view merged from every process that covered it, or why it has none."""
+    if key not in views:
+        return None, "; ".join(notes.get(key, ["not scanned"]))
+    host = combine_hosts(views[key])
+    extra = [n for n in notes.get(key, []) if n not in host.errors]
+    if extra:
+        host = host.model_copy(update={"errors": [*host.errors, *extra]})
+    return host, None
+
+
 async def scan_fleet(
     targets: Sequence[str],
     settings: ScanSettings,
@@ -396,6 +417,8 @@ async def scan_fleet(
     routes: Mapping[str, str] | None = None,
     on_process_done: Callable[[ProcessResult], None] | None = None,
     listings: Listings | None = None,
+    on_host: Callable[[str, ExternalHost | None, str | None], None] | None = None,
+    timeline: Timeline | None = None,
 ) -> FleetScan:
     """Scan every target: discovery batches, then -sV on what is open, as one pipeline
     (or, for a handful of hosts, one `nmap -sV` per protocol: plan.single_pass).
@@ -406,6 +429,8 @@ async def scan_fleet(
     against its own hosts only. ``timeout`` kills one nmap process (its batch then has
     no results); nmap's own --host-timeout is the gentler bound. ``listings`` (see
     `Listings`) widens each host's scan to the ports its own listing shows.
+    ``on_host`` gets each host as soon as every process that covers it is done, while
+    other batches still run: (canonical address, its view, or None and why not).
     """
     ips = validate_targets(targets)
     await asyncio.gather(*(asyncio.to_thread(check_route, address, dev)
@@ -416,12 +441,20 @@ async def scan_fleet(
     # Only parsing needs nmap-services (~50 ms to read): not worth delaying the first nmap.
     defaults = asyncio.ensure_future(asyncio.to_thread(nmap_run.load_default_services,
                                                        nmap_bin))
-    runner = _Runner(nmap_bin, settings, defaults, timeout, on_process_done)
+    runner = _Runner(nmap_bin, settings, defaults, timeout, on_process_done, timeline)
     views: dict[str, list[ExternalHost]] = {}
     notes: dict[str, list[str]] = {}
+    waiting = Counter(canonical(t) for job in jobs for t in job.targets)
+
+    async def pipeline(job: NmapJob) -> None:
+        await _pipeline(runner, job, settings, views, notes, listings)
+        for key in dict.fromkeys(canonical(t) for t in job.targets):
+            waiting[key] -= 1
+            if waiting[key] == 0 and on_host is not None:
+                on_host(key, *_outcome(key, views, notes))
+
     try:
-        await asyncio.gather(*(_pipeline(runner, job, settings, views, notes, listings)
-                               for job in jobs))
+        await asyncio.gather(*(pipeline(job) for job in jobs))
     finally:
         # Cancelled (Ctrl-C) or failed: no nmap may outlive the scan. Stop every running
         # one and start no other; their threads then end within moments (this blocks the
@@ -432,14 +465,11 @@ async def scan_fleet(
     hosts: dict[str, ExternalHost] = {}
     failed: dict[str, str] = {}
     for key in dict.fromkeys(canonical(a) for a in ips):
-        if key not in views:
-            failed[key] = "; ".join(notes.get(key, ["not scanned"]))
-            continue
-        host = combine_hosts(views[key])
-        extra = [n for n in notes.get(key, []) if n not in host.errors]
-        if extra:
-            host = host.model_copy(update={"errors": [*host.errors, *extra]})
-        hosts[key] = host
+        host, why = _outcome(key, views, notes)
+        if host is None:
+            failed[key] = why or "not scanned"
+        else:
+            hosts[key] = host
     processes = [runner.results[name] for name in runner.order]
     run = summarize(processes, hosts, failed, profile=settings.profile.value,
                     privileged=settings.privileged, scan_type=settings.scan_type)

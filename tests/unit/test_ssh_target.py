@@ -237,7 +237,7 @@ def test_the_host_result_of_a_jump_host_says_why_it_was_not_scanned():
     orchestrator._plan(state, AuditOptions(ssh=SSHOptions(ssh_config=Path("/dev/null"))))
     state.internal = InternalView(sockets=[
         Socket(proto=Proto.TCP, address="127.0.0.1", port=25, source=ListenerSource.SS)])
-    result = orchestrator._host_result(state, None, "nothing to scan")
+    result = orchestrator._host_result(state, orchestrator._ScanSays(run_error="nothing to scan"))
     assert result.address == "10.99.0.20"
     assert result.external is None
     assert [e.message for e in result.errors] == [

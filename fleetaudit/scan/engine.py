@@ -317,13 +317,24 @@ async def _pipeline(runner: _Runner, job: NmapJob, settings: ScanSettings,
                                    settings.union_ports, extra,
                                    alone=settings.inside_per_host)
     name = job.name.replace("discovery", "version")
-    for vjob, seen, failure in await _version_runs(runner, name, job.proto, batches, settings):
-        for target in vjob.targets:
-            key = canonical(target)
-            base = hosts[key]
-            asked = ports_to_identify(base, job.proto) | extra.get(base.address, frozenset())
-            hosts[key] = merge_version(base, seen.get(key), job.proto, asked, failure)
-    await _inside_pass(runner, job, settings, hosts, listings, protos, tried)
+
+    async def version_phase() -> None:
+        for vjob, seen, failure in await _version_runs(runner, name, job.proto, batches,
+                                                       settings):
+            for target in vjob.targets:
+                key = canonical(target)
+                base = hosts[key]
+                asked = ports_to_identify(base, job.proto) | extra.get(base.address,
+                                                                       frozenset())
+                hosts[key] = merge_version(base, seen.get(key), job.proto, asked, failure)
+
+    # The listed ports of a protocol the profile leaves out (UDP in `quick`) are probed
+    # beside this protocol's version phase, not after it: UDP -sV waits out each probe
+    # (11 s for one port on the lab), and every host of the batch waited for it.
+    others = [p for p in protos if p is not job.proto]
+    await asyncio.gather(version_phase(),
+                         _inside_pass(runner, job, settings, hosts, listings, others, tried))
+    await _inside_pass(runner, job, settings, hosts, listings, [job.proto], tried)
     for address, host in hosts.items():
         views.setdefault(address, []).append(host)
 

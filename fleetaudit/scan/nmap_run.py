@@ -106,6 +106,20 @@ def load_default_services(nmap_bin: str) -> dict[tuple[Proto, int], str]:
         return {}
 
 
+# nmap times its probes by the replies: starved of CPU (the audit's own SSH sessions, and
+# on the lab the hosts themselves, on the same cores) it reads late replies as a
+# congested network and slows down. 200 lab hosts: discovery took 19 s beside the
+# collection against 6 s alone. Root (who runs the SYN scan) may raise its priority.
+NMAP_NICE = -5
+
+
+def _first_in_line(pid: int) -> None:
+    if os.geteuid() != 0:
+        return
+    with contextlib.suppress(OSError):  # gone already, or not allowed (a container)
+        os.setpriority(os.PRIO_PROCESS, pid, NMAP_NICE)
+
+
 class NmapProcesses:
     """The nmap processes of one scan, so that stopping the scan stops them (thread-safe).
 
@@ -122,6 +136,7 @@ class NmapProcesses:
             if self.stopped:
                 raise ScanError("the scan was stopped before this nmap process started")
             proc = subprocess.Popen(*args, **kwargs)
+            _first_in_line(proc.pid)
             self._live = [p for p in self._live if p.returncode is None]
             self._live.append(proc)
             return proc

@@ -53,11 +53,12 @@ from fleetaudit.resume import merge_resumed, unique_evidence
 from fleetaudit.scan import Profile
 from fleetaudit.scan.command import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
 from fleetaudit.ssh_target import SSHTarget, local_user, resolve_target
-from fleetaudit.terminal import out, say, text
+from fleetaudit.terminal import help_options, out, plural, say, text
 from fleetaudit.transport import HostKeyPolicy, SSHOptions
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Audit what really listens on every open port of a fleet.")
+                  help="Audit what really listens on every open port of a fleet.",
+                  **help_options())  # not on a terminal: plain, never wrapped
 lab_app = typer.Typer(no_args_is_help=True, help="The lab fleet: SSH hosts in network namespaces.")
 app.add_typer(lab_app, name="lab")
 
@@ -79,7 +80,7 @@ def _show_host(result: HostResult) -> None:
     detail = f": {result.errors[0].message}" if result.errors else ""
     say("  ", result.name, " (", result.address, ") ",
         ("ok" if ok else result.status.value, "green" if ok else "red"),
-        f" {len(result.ports)} ports", detail)
+        " ", plural(len(result.ports), "port"), detail)
 
 
 def _write(results: AuditResults, out_dir: Path,
@@ -234,7 +235,7 @@ def audit(
     nmap_arg: Annotated[list[str] | None, typer.Option(
         "--nmap-arg", metavar="OPTION",
         help="Extra nmap timing/intensity option from an allowlist (repeatable), "
-             "e.g. --nmap-arg=-T4 --nmap-arg=--max-retries=2")] = None,
+             "e.g. -T4 or --max-retries=2, each given as --nmap-arg=OPTION")] = None,
     connect_timeout: Annotated[float, typer.Option(min=1.0, help="SSH connect timeout, s")] = 10.0,
     ssh_config: Annotated[Path | None, typer.Option(
         "--ssh-config", metavar="FILE",
@@ -335,7 +336,8 @@ def inventory_command(
             say(f"  {host.name} from ssh_config: {said}", to=out)
         for note in host.notes:
             say(f"  {host.name} note: {note}", to=out)
-    say(f"{len(inv.hosts)} host(s), {len(inv.groups)} group(s) from {inv.source}", to=out)
+    say(f"{plural(len(inv.hosts), 'host')}, {plural(len(inv.groups), 'group')} from ",
+        inv.source, to=out)
     raise typer.Exit(ExitCode.OK)
 
 

@@ -4,6 +4,9 @@ One connection per host, one batch as the login user (and, when the inventory as
 privilege, one more through `sudo -n`): can we log in, which tools exist, does sudo work
 and what does it allow, and from that, which sources the audit will use and which
 evidence will be missing. Read-only, like the audit itself.
+
+Only the tools an audit of that host would run are named, used or missing: not rpm on a
+dpkg host, not netstat where ss lists, not busybox where either does.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from typing import Any
 
 from pydantic import Field
 
+from fleetaudit import packagers
 from fleetaudit.batch import BatchCommand, Section, build_script, split_output
 from fleetaudit.errors import AuthError, ConfigError, HostKeyError, ParseError, TransportError
 from fleetaudit.models import HostStatus, Inventory, InventoryHost, Model, SystemFacts
 from fleetaudit.probes import INTERNAL_TOOLS, Probe, host_facts_probe, tools_probe
 from fleetaudit.ssh_target import SSHTarget, local_user, resolve_target
+from fleetaudit.terminal import plural
 from fleetaudit.transport import (
     PrivilegeError,
     ShellSession,
@@ -29,8 +34,24 @@ from fleetaudit.transport import (
     open_session,
 )
 
-# Besides the probes' tools: what bounds each command on the host.
-_LIMIT_TOOLS = ("timeout", "head")
+# Besides the probes' tools: what bounds each command on the host, and what its absence
+# costs (the batch keeps its own limit: no evidence is lost, a hung command costs more).
+_LIMITS = {
+    "timeout": "no per-command time limit (no timeout): a hung command costs the whole batch",
+    "head": "no per-command output cap (no head): a flooding command costs the whole batch",
+    "getconf": "process start times assume 100 clock ticks a second (no getconf)",
+}
+# Every listener's reads (probes.process_batch): nothing stands in for them.
+_PROCESS_READS = {
+    "readlink": "each listener's executable, cwd and network namespace",
+    "stat": "each listener's owner, and which file it runs",
+    "cat": "each listener's command line, and /proc/net's tables",
+}
+_NAT_TOOLS = ("iptables-save", "ip6tables-save", "nft")
+# Beyond the manager's own tool, what its integrity check runs (dpkg's md5sums).
+_INTEGRITY_TOOLS: dict[str, str | None] = {"dpkg": "md5sum", "rpm": None, "pacman": None}
+# Asked on each host: the collection's tools and the limits'.
+CHECKED_TOOLS = tuple(dict.fromkeys((*INTERNAL_TOOLS, *_LIMITS)))
 _SUDO_LIST_LINES = 40
 
 
@@ -48,11 +69,16 @@ class PreflightHost(Model):
     euid: int | None = None
     sudo: str = "not checked"  # works | refused: ... | absent | not asked (would work) ...
     sudo_rules: list[str] = Field(default_factory=list)
-    tools: list[str] = Field(default_factory=list)
+    tools: list[str] = Field(default_factory=list)  # every tool asked about that exists
+    uses: list[str] = Field(default_factory=list)  # those an audit of this host would run
+    # Tools an audit of this host would run and cannot: each costs what wont_see or notes
+    # say. Never one that another present tool stands in for (netstat where ss is), nor
+    # another kind of host's (rpm on a dpkg host).
     missing_tools: list[str] = Field(default_factory=list)
     listing: str | None = None  # ss | netstat | busybox netstat | /proc/net only
     will_see: list[str] = Field(default_factory=list)
     wont_see: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)  # limits that lose no evidence
 
     @property
     def complete(self) -> bool:
@@ -102,7 +128,7 @@ async def check_host(host: InventoryHost, address: str, options: SSHOptions,
                   HostStatus.AUTH_FAILED if isinstance(exc, AuthError) else
                   HostStatus.UNREACHABLE)
         return base.model_copy(update={"status": status, "error": str(exc)})
-    tools = tools_probe((*INTERNAL_TOOLS, *_LIMIT_TOOLS))
+    tools = tools_probe(CHECKED_TOOLS)
     facts, sudo_list = host_facts_probe(), _sudo_list_probe()
     sudo_state = "not asked"
     privileged_facts: SystemFacts | None = None
@@ -150,7 +176,9 @@ def judge(base: PreflightHost, present: Sequence[str], missing: Sequence[str],
     """What the audit will and won't see, from the tools and the privilege found. Pure.
 
     `system` is what the audit's shell sees (through sudo when it works), `login_facts`
-    what the login user does (whether `sudo -n` would work without being asked).
+    what the login user does (whether `sudo -n` would work without being asked). Only the
+    tools this host's audit would run are named: the first listing tool it has, its own
+    package manager, one hash tool (`missing` is the probe's answer, kept for its order).
     """
     have = set(present)
     privileged = None if system.euid is None else system.euid == 0
@@ -160,47 +188,85 @@ def judge(base: PreflightHost, present: Sequence[str], missing: Sequence[str],
                       "absent" if login.sudo is None else
                       "not asked (sudo -n would work: set ansible_become: true)" if login.sudo
                       else "not asked (sudo -n refused)")
+    uses: list[str] = []
+    lacking: list[str] = []
     will: list[str] = []
     wont: list[str] = []
-    if "ss" in have:
-        listing = "ss"
-    elif "netstat" in have:
-        listing = "netstat"
-    elif "busybox" in have:
-        listing = "busybox netstat"
+    notes: list[str] = []
+
+    def first(*tools: str) -> str | None:
+        """The tool the audit would run of several that do one job, if the host has one."""
+        found = next((t for t in tools if t in have), None)
+        if found is not None:
+            uses.append(found)
+        return found
+
+    # Each listing tool stands in for the one before it: only the first present runs.
+    tool = first("ss", "netstat", "busybox")
+    listing = ("/proc/net only" if tool is None else
+               "busybox netstat" if tool == "busybox" else tool)
+    if tool is None:
+        lacking.append("ss")
+        will.append("listeners from /proc/net")
+        wont.append("a second listing to cross-check /proc/net against (no ss, netstat "
+                    "or busybox)")
     else:
-        listing = "/proc/net only"
-    will.append(f"listeners from {listing}" + ("" if listing == "/proc/net only" else
-                                               ", cross-checked against /proc/net"))
+        will.append(f"listeners from {listing}, cross-checked against /proc/net")
+    reads = [t for t in _PROCESS_READS if t in have]
+    uses += reads
+    lacking += [t for t in _PROCESS_READS if t not in have]
     if privileged:
         will.append("the PID and process chain of every listener")
     else:
         wont.append("PIDs of other users' listeners (not privileged): their process "
                     "chain, package and integrity")
-    managers = [m for m in ("dpkg", "rpm", "pacman") if m in have]
-    if managers:
-        will.append(f"package owner and integrity of each executable ({managers[0]})")
+    wont += [f"{what} (no {t})" for t, what in _PROCESS_READS.items() if t not in have]
+    if first("openssl", "sha256sum") is None:
+        lacking.append("sha256sum")
+        wont.append("executable hashes (no sha256sum or openssl)")
+    manager = packagers.detect(have)
+    if manager is None:
+        known = ", ".join(m.name for m in packagers.MANAGERS)
+        wont.append(f"package ownership and integrity (no package manager fleetaudit "
+                    f"reads: {known})")
     else:
-        wont.append("package ownership and integrity (no dpkg, rpm or pacman)")
-    if "sha256sum" not in have and "openssl" not in have:
-        wont.append("executable hashes (no sha256sum, no openssl)")
-    if "python3" in have or "perl" in have:
+        uses.append(manager.tool)
+        needs = _INTEGRITY_TOOLS.get(manager.name)
+        if needs is None or needs in have:
+            uses += [needs] if needs else []
+            will.append(f"package owner and integrity of each executable ({manager.name})")
+        else:
+            lacking.append(needs)
+            will.append(f"package owner of each executable ({manager.name})")
+            wont.append(f"integrity of packaged executables (no {needs})")
+    if first("python3", "perl") is None:
+        lacking.append("python3")
+        wont.append("bind probes for ports open outside and unseen inside (no python3 or "
+                    "perl)")
+    else:
         will.append("bind probes for ports open outside and unseen inside")
-    else:
-        wont.append("bind probes (no python3 or perl)")
-    nat_tools = [t for t in ("iptables-save", "ip6tables-save", "nft") if t in have]
+    nat_tools = [t for t in _NAT_TOOLS if t in have]
     if nat_tools and privileged:
+        uses += nat_tools
         will.append(f"NAT rules ({', '.join(nat_tools)})")
     elif nat_tools:
         wont.append("NAT rules (reading them needs root)")
     else:
+        lacking.append("iptables-save")
         wont.append("NAT rules (no iptables-save or nft)")
-    if "timeout" not in have:
-        will.append("no per-command time limit (no `timeout`): only the batch's")
+    if base.become and "sudo" in have:
+        uses.append("sudo")
+    for limit, what in _LIMITS.items():
+        if limit in have:
+            uses.append(limit)
+        else:
+            lacking.append(limit)
+            notes.append(what)
     return base.model_copy(update={
         "privileged": privileged, "euid": system.euid, "sudo": sudo_state,
-        "sudo_rules": list(rules), "tools": list(present), "missing_tools": list(missing),
-        "listing": listing, "will_see": will, "wont_see": wont,
+        "sudo_rules": list(rules), "tools": list(present), "uses": uses,
+        "missing_tools": [t for t in dict.fromkeys(lacking) if t not in have],
+        "listing": listing, "will_see": will, "wont_see": wont, "notes": notes,
     })
 
 
@@ -255,8 +321,9 @@ def _login_user(host: InventoryHost, target: SSHTarget | None) -> str:
 
 
 def render_text(report: PreflightReport) -> str:
-    """A plain-text summary, one block per host."""
-    lines = [f"Preflight of {len(report.hosts)} host(s) from {report.inventory}"]
+    """A plain-text summary, one block per host, and a last line that says what an audit
+    would and would not get; no heading is printed without something under it."""
+    lines = [f"Preflight of {plural(len(report.hosts), 'host')} from {report.inventory}"]
     for host in report.hosts:
         head = f"{host.name} ({host.address}) as {host.user}" + (
             f" via {host.via}" if host.via else "")
@@ -267,8 +334,30 @@ def render_text(report: PreflightReport) -> str:
         lines.append(f"- {head}: ok, runs as {who}; sudo: {host.sudo}")
         lines += [f"    will see: {item}" for item in host.will_see]
         lines += [f"    won't see: {item}" for item in host.wont_see]
+        lines += [f"    note: {item}" for item in host.notes]
+        if host.uses:
+            lines.append(f"    tools used: {', '.join(host.uses)}")
         if host.missing_tools:
-            lines.append(f"    missing tools: {', '.join(host.missing_tools)}")
-    verdict = "complete" if report.complete else "incomplete (see won't see)"
-    lines.append(f"An audit would be {verdict}.")
+            lines.append(f"    tools missing: {', '.join(host.missing_tools)}")
+    lines.append(_verdict(report))
     return "\n".join(lines) + "\n"
+
+
+def _verdict(report: PreflightReport) -> str:
+    if not report.hosts:
+        return "No host to audit."
+    if report.complete:
+        every = "the host" if len(report.hosts) == 1 else "every host"
+        return f"An audit would be complete: it would see all of the above on {every}."
+    unreachable = sum(h.status is not HostStatus.OK for h in report.hosts)
+    partial = sum(h.status is HostStatus.OK and not h.complete for h in report.hosts)
+    why = []
+    if partial:
+        whose = "its" if partial == 1 else "their"
+        why.append(f"on {plural(partial, 'host')} it would miss what {whose} \"won't see\" "
+                   "lines name")
+    if unreachable:
+        where = "its line" if unreachable == 1 else "each one's line"
+        why.append(f"{plural(unreachable, 'host')} could not be checked (the reason is on "
+                   f"{where})")
+    return f"An audit would be incomplete: {'; '.join(why)}."

@@ -22,6 +22,9 @@ from fleetaudit.models import Model
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _NONCE = re.compile(r"^[A-Za-z0-9]{8,64}$")
+# A marker line after its `@@fa-NONCE:` prefix (checked apart): one pattern for every
+# stream, where one compiled per nonce cost 9% of the controller's CPU at 5,000 hosts.
+_MARKER_REST = re.compile(rb"(begin|end):([A-Za-z0-9_.-]+)(?::(-?\d+))?$")
 # Exit status of GNU timeout and busybox >= 1.30 when the limit struck.
 TIMED_OUT = 124
 
@@ -166,8 +169,6 @@ class SectionStream:
         if not _NONCE.match(nonce):
             raise ValueError("nonce must be 8-64 alphanumeric characters")
         self._prefix = f"@@fa-{nonce}:".encode()
-        self._marker = re.compile(
-            rb"^@@fa-" + nonce.encode() + rb":(begin|end):([A-Za-z0-9_.-]+)(?::(-?\d+))?$")
         self._caps, self._default, self._room = caps, default_cap, budget
         self._partial = b""  # a line not yet ended
         self._current: str | None = None
@@ -187,7 +188,7 @@ class SectionStream:
 
     def _line(self, line: bytes, ending: bytes) -> None:
         if line.startswith(self._prefix):
-            match = self._marker.match(line)
+            match = _MARKER_REST.match(line, len(self._prefix))
             if match is not None:
                 kind, name = match.group(1).decode(), match.group(2).decode()
                 if kind == "begin":

@@ -8,7 +8,6 @@ run with exit code 130 and one line, never a traceback or a silent 143.
 from __future__ import annotations
 
 import sys
-import warnings
 
 from fleetaudit import interrupt
 
@@ -19,8 +18,6 @@ def main() -> None:
     code: int | str | None = 0
     try:  # from the handlers' first instant: a signal right after install() is caught too
         interrupt.install()
-        # asyncssh's import warns about DSA to developers; a user would read it as an error.
-        warnings.filterwarnings("ignore", module=r"asyncssh(\.|$)")
         from fleetaudit.cli import app
 
         app(prog_name="fleetaudit")

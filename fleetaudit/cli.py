@@ -20,6 +20,8 @@ import typer
 from rich.table import Column, Table
 
 from fleetaudit import __version__, interrupt, lab
+from fleetaudit.cli_history import AuditHistory, HistoryOption
+from fleetaudit.cli_history import register as register_history
 from fleetaudit.errors import ConfigError, FleetAuditError, LabError
 from fleetaudit.exitcodes import ExitCode
 from fleetaudit.inventory import load_inventories
@@ -61,6 +63,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   **help_options())  # not on a terminal: plain, never wrapped
 lab_app = typer.Typer(no_args_is_help=True, help="The lab fleet: SSH hosts in network namespaces.")
 app.add_typer(lab_app, name="lab")
+register_history(app)  # history, history import, diff
 
 
 def local_inventory() -> Inventory:
@@ -106,7 +109,7 @@ def _write(results: AuditResults, out_dir: Path,
 
 def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
            policy: Policy | None = None, fail_on: Severity | None = None, *,
-           resume: bool = False) -> int:
+           resume: bool = False, history: AuditHistory | None = None) -> int:
     """Audit, keeping each finished host in the run's journal (report.journal) as it
     comes, so that a run stopped part way is finished by `--resume out_dir`."""
     policy = policy or baseline_policy()
@@ -119,14 +122,14 @@ def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
         names = {h.name for h in inventory.hosts}
         kept = {name: host for name, host in state.hosts.items() if name in names}
         earlier, scans, started = state.evidence, state.scans, state.start.started_at
-        say(f"Resuming {out_dir}: {len(kept)} host(s) done, "
+        say(f"Resuming {out_dir}: {plural(len(kept), 'host')} done, "
             f"{len(inventory.hosts) - len(kept)} to audit")
         if state.start.inventory != inventory.source:
             say(("warning:", "yellow"), " that run audited ", state.start.inventory,
                 "; hosts are matched by name")
         dropped = len(state.hosts) - len(kept)
         if dropped:
-            say(("warning:", "yellow"), f" {dropped} host(s) of that run are not in this "
+            say(("warning:", "yellow"), f" {plural(dropped, 'host')} of that run are not in this "
                 "inventory: left out")
     else:
         journal = Journal.start(out_dir, JournalStart(
@@ -134,15 +137,16 @@ def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
             hosts=[h.name for h in inventory.hosts]))
     rest = Inventory(source=inventory.source,
                      hosts=[h for h in inventory.hosts if h.name not in kept])
-    say(f"Auditing {len(rest.hosts)} host(s) from ", inventory.source)
+    say(f"Auditing {plural(len(rest.hosts), 'host')} from ", inventory.source)
     done = 0
 
     def finished(result: HostResult) -> None:
         nonlocal done
         done += 1
         interrupt.message = (
-            f"Interrupted: audit stopped, its nmap processes too; {done + len(kept)} "
-            f"finished host(s) are kept in {out_dir / JOURNAL}: run the same command with "
+            f"Interrupted: audit stopped, its nmap processes too; "
+            f"{plural(done + len(kept), 'finished host')} kept in {out_dir / JOURNAL}: run "
+            "the same command with "
             f"--resume {out_dir} to audit the rest.")
         _show_host(result)
 
@@ -171,24 +175,28 @@ def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
             tool_version=__version__, inventory=inventory.source, started_at=started,
             finished_at=datetime.now(UTC)), policy, date.today())
         evidence = outcome.nmap_xml_files if outcome else []
+    if history is not None:  # what changed since the last run: in every format
+        results = history.compare(results)
     paths = _write(results, out_dir, tuple(Format), evidence=evidence)
     failed = [h for h in results.hosts if h.status is not HostStatus.OK]
     if results.scan is None:
         say(("No scan result: the external view is missing.", "yellow"))
     elif results.scan.ignored_hosts:
         ignored = results.scan.ignored_hosts
-        say(f"{len(ignored)} host(s) in the nmap XML are not in the inventory, ignored: ",
+        say(f"{plural(len(ignored), 'host')} in the nmap XML not in the inventory, ignored: ",
             ", ".join(ignored))
     active = sum(f.active for h in results.hosts for f in h.findings)
     fleet = next(c for c in results.compliance if c.group is None)
-    say("policy ", results.policy, f": {active} active finding(s), "
-        f"{fleet.hosts_compliant}/{fleet.hosts_total} host(s) compliant")
+    say("policy ", results.policy, f": {plural(active, 'active finding')}, "
+        f"{fleet.hosts_compliant}/{plural(fleet.hosts_total, 'host')} compliant")
     say("results: ", paths.results_json)
     if paths.index_html is not None:
         say(paths.index_html, to=out)
     if failed:
-        say((f"{len(failed)} host(s) not fully audited: see the report.", "yellow"))
-    return exit_code(results, fail_on)
+        say((f"{plural(len(failed), 'host')} not fully audited: see the report.", "yellow"))
+    code = exit_code(results, fail_on)
+    # Recorded once the report is written: a store that fails never loses the audit.
+    return history.record(results, out_dir, code) if history is not None else code
 
 
 def _fail(exc: FleetAuditError) -> typer.Exit:
@@ -252,6 +260,21 @@ def audit(
         "--resume", metavar="RUN_DIR",
         help="Finish a run that was stopped (crash, kill, Ctrl-C): audit only the hosts its "
              "journal lacks, then write the whole report in RUN_DIR")] = None,
+    history: HistoryOption = None,
+    compare_to: Annotated[str | None, typer.Option(
+        "--compare-to", metavar="RUN|none",
+        help="Compare with this run (a run id, a results.json or a run folder) instead of "
+             "the inventory's previous run in the history; 'none': no comparison")] = None,
+    fail_on_change: Annotated[bool, typer.Option(
+        "--fail-on-change",
+        help="Exit 1 when anything new opened or a binary changed since the run compared "
+             "with, whatever the policy says (a nightly job's check)")] = False,
+    keep_runs: Annotated[int | None, typer.Option(
+        "--keep-runs", min=1, help="After recording, keep only the inventory's N newest runs")
+    ] = None,
+    keep_days: Annotated[int | None, typer.Option(
+        "--keep-days", min=1, help="After recording, drop the inventory's runs older than D "
+                                   "days")] = None,
 ) -> None:
     """Scan the fleet from outside, look inside every host, and reconcile the two."""
     try:
@@ -275,7 +298,8 @@ def audit(
         if resume is not None and out_dir is not None and out_dir != resume:
             raise ConfigError("--resume RUN_DIR writes the report in RUN_DIR: drop --out")
         code = _audit(inv, options, resume or out_dir or _default_out(), policy, fail_on,
-                      resume=resume is not None)
+                      resume=resume is not None, history=AuditHistory(
+                          history, compare_to, fail_on_change, keep_runs, keep_days))
     except FleetAuditError as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code)

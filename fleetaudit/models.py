@@ -611,3 +611,9 @@ class AuditResults(Model):
     timings: list[PhaseTiming] = []
     # Set when the run was resumed (--resume): how many hosts came from its journal.
     resumed_hosts: int = 0
+    # What changed since an earlier run of the inventory (fleetaudit.drift); None: not compared.
+    drift: _drift.Drift | None = None
+
+
+# Last: fleetaudit.drift's models are built from this module's (resolved on first use).
+from fleetaudit import drift as _drift  # noqa: E402

@@ -12,8 +12,9 @@ if [ "${1:-}" = "--dev" ]; then
   extras=".[dev]"
   # The report's browser tests: Debian's Chromium, driven by the playwright package;
   # net-tools: the lab host without ss lists its sockets with netstat; busybox: the probes
-  # must answer alike on a busybox-only host (tests/integration/test_probes_busybox.py).
-  packages+=(chromium fonts-dejavu-core net-tools busybox)
+  # must answer alike on a busybox-only host (tests/integration/test_probes_busybox.py);
+  # postgresql: the history store's tests start a throwaway server of their own.
+  packages+=(chromium fonts-dejavu-core net-tools busybox postgresql)
 fi
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -53,6 +53,7 @@ from fleetaudit.models import (
     VerdictKind,
 )
 from fleetaudit.report.charts import Chart, bar_chart
+from fleetaudit.report.drift_view import DriftView, drift_view
 from fleetaudit.report.facts import (
     RISK_RANK,
     SEVERITIES,
@@ -252,6 +253,7 @@ def render_html(results: AuditResults) -> str:
         hosts=hosts,
         summary=_summary(results, hosts, groups),
         scan=_scan_view(results.scan, hosts) if results.scan else None,
+        drift=_drift_view(results, hosts),
         severities=SEVERITIES,
         duration=_duration(results.started_at, results.finished_at),
         css=Markup(css),  # noqa: S704 - a package file, not data
@@ -727,3 +729,17 @@ def _risk_fill(audit: AuditStatus, risk: Risk) -> str:
     if RISK_RANK[risk] <= RISK_RANK[Risk.MEDIUM]:
         return risk.value
     return "ok" if audit is AuditStatus.COMPLETE else "soft"
+
+
+def _drift_view(results: AuditResults, hosts: list[HostView]) -> DriftView | None:
+    """The "changed since" section, its rows linked to this page's hosts, ports (their
+    evidence chains) and findings."""
+    if results.drift is None:
+        return None
+    return drift_view(
+        results.drift,
+        {hv.host.name: hv.anchor for hv in hosts},
+        {(hv.host.name, row.report.proto, row.report.port): row.anchor
+         for hv in hosts for row in hv.rows},
+        {fv.finding.id: fv.anchor for hv in hosts for fv in hv.findings},
+    )

@@ -17,6 +17,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from fleetaudit.models import AuditResults
+from fleetaudit.report.drift_view import markdown_lines as drift_lines
 from fleetaudit.report.facts import (
     SEVERITIES,
     AuditStatus,
@@ -56,6 +57,8 @@ def render_markdown(results: AuditResults) -> str:
     elif not policy:
         out.append("- Policy: none applied, so there are no findings; verdicts are shown instead")
     out += _scan_lines(results)
+    if results.drift is not None:  # what changed since the run it was compared with
+        out += ["", *drift_lines(results.drift, code)]
     serious = "critical/high findings" if policy else "critical/high problem verdicts"
     out += [
         "",

@@ -13,13 +13,15 @@ older run) or with stale ones reads the same.
 from __future__ import annotations
 
 import json
+import secrets
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import ValidationError
 
 from fleetaudit.errors import ConfigError
 from fleetaudit.models import RESULTS_SCHEMA_VERSION, AuditResults
-from fleetaudit.report.facts import rate_hosts
+from fleetaudit.report.facts import HostRating, rate_hosts
 
 _MAX_REPORTED_ERRORS = 5
 # Per-host values computed from the rest of the host (and the run), never read back.
@@ -34,19 +36,46 @@ def results_to_json(results: AuditResults) -> str:
     encoded as UTF-8; rather than lose a whole run's results to one banner, such
     results are written as ASCII JSON with \\u escapes, which reads back identically.
     """
-    data: dict[str, Any] = results.model_dump(mode="json")
-    for rating, host in zip(rate_hosts(results), data["hosts"], strict=True):
-        derived = {"audit_status": rating.audit.value, "risk": rating.risk.value}
-        items = list(host.items())
-        at = next((i + 1 for i, (k, _) in enumerate(items) if k == "status"), len(items))
-        host.clear()
-        host.update([*items[:at], *derived.items(), *items[at:]])
-    text = json.dumps(data, indent=2, ensure_ascii=False)
+    text = "".join(results_json_chunks(results))
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(data, indent=2, ensure_ascii=True)
+        return "".join(results_json_chunks(results, ensure_ascii=True))
     return text
+
+
+def results_json_chunks(results: AuditResults, *, ensure_ascii: bool = False) -> Iterator[str]:
+    """`results_to_json`'s text in pieces, one host at a time, for writing as it comes.
+
+    The whole run as one `model_dump` tree and one string was most of a 5,000-host run's
+    memory (and its garbage collector's time); host by host, the same text costs one
+    host's tree at a time. No fallback here: `ensure_ascii` is the caller's choice.
+    """
+    marker = f"@@fa-hosts-{secrets.token_hex(8)}"
+    head: dict[str, Any] = results.model_copy(update={"hosts": []}).model_dump(mode="json")
+    head["hosts"] = marker  # the hosts' place among the run's fields, kept in order
+    before, after = json.dumps(head, indent=2, ensure_ascii=ensure_ascii).split(
+        f'"hosts": "{marker}"', 1)
+    yield before + '"hosts": '
+    if not results.hosts:
+        yield "[]"
+    for i, (rating, host) in enumerate(zip(rate_hosts(results), results.hosts, strict=True)):
+        data = _with_derived(host.model_dump(mode="json"), rating)
+        # As json.dumps(indent=2) nests it: each host two levels in (JSON strings hold
+        # no raw newline, so every newline here is the layout's).
+        text = json.dumps(data, indent=2, ensure_ascii=ensure_ascii).replace("\n", "\n    ")
+        yield ("[\n    " if i == 0 else ",\n    ") + text
+    if results.hosts:
+        yield "\n  ]"
+    yield after
+
+
+def _with_derived(host: dict[str, Any], rating: HostRating) -> dict[str, Any]:
+    """The host's fields with its audit status and risk written right after its status."""
+    items = list(host.items())
+    at = next((i + 1 for i, (k, _) in enumerate(items) if k == "status"), len(items))
+    derived = [("audit_status", rating.audit.value), ("risk", rating.risk.value)]
+    return dict([*items[:at], *derived, *items[at:]])
 
 
 def results_from_json(text: str) -> AuditResults:

@@ -23,7 +23,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from fleetaudit.errors import ReportWriteError
 from fleetaudit.models import AuditResults
 from fleetaudit.report.formats import DEFAULT_FORMATS, FILENAMES, RENDERERS, Format, parse_formats
 from fleetaudit.report.journal import JOURNAL
+from fleetaudit.report.json_results import results_json_chunks
 
 __all__ = ["EVIDENCE_DIR", "INDEX_HTML", "RESULTS_JSON", "ReportPaths", "StagedReport",
            "stage_report", "write_evidence", "write_report"]
@@ -141,30 +142,35 @@ def stage_report(
     for name, _ in evidence:
         if not _EVIDENCE_NAME.fullmatch(name):
             raise ValueError(f"not an evidence file name: {name!r}")
-    texts = {fmt: RENDERERS[fmt](results) for fmt in chosen}
     target = Path(os.path.realpath(out_dir))
     staging: Path | None = None
     try:
         _check_replaceable(target, out_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
-        for fmt, text in texts.items():
-            _write_new(staging / FILENAMES[fmt], text.encode("utf-8"))
+        # One format at a time, each dropped once written, results.json host by host: at
+        # 5,000 hosts the six texts held together, and results.json's whole-run tree,
+        # tripled the controller's memory.
+        for fmt in chosen:
+            if fmt is Format.JSON:
+                _write_json(staging / FILENAMES[fmt], results)
+            else:
+                _write_new(staging / FILENAMES[fmt], RENDERERS[fmt](results).encode("utf-8"))
         written = write_evidence(staging, evidence)
-        kept = _carry_over(target, staging, set(texts), bool(evidence)) if carry_over else {}
+        kept = _carry_over(target, staging, set(chosen), bool(evidence)) if carry_over else {}
         _fsync_dir(staging)
     except BaseException as exc:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, OSError):
-            saved = _save_elsewhere(results, texts.get(Format.JSON))
+            saved = _save_elsewhere(results)
             where = (f"; this run's results were saved to {saved}" if saved
                      else "; this run's results could not be saved anywhere")
             raise ReportWriteError(
                 f"cannot write the report to {out_dir}: {_why(exc)}; the previous report "
                 f"there is unchanged{where}", saved=str(saved) if saved else None) from exc
         raise
-    names = {fmt: FILENAMES[fmt] for fmt in texts} | kept
+    names = {fmt: FILENAMES[fmt] for fmt in chosen} | kept
     return StagedReport(target, out_dir, staging, names, [p.name for p in written])
 
 
@@ -189,14 +195,29 @@ def write_evidence(folder: Path, xmls: Sequence[tuple[str, bytes]]) -> list[Path
     return written
 
 
-def _write_new(path: Path, data: bytes) -> None:
-    """Create `path` 0600 (never following or reusing what is there), write, fsync."""
+def _write_new(path: Path, data: bytes | Iterable[bytes]) -> None:
+    """Create `path` 0600 (never following or reusing what is there), write `data` (or
+    each of its pieces, as they come), fsync."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+        for piece in (data,) if isinstance(data, bytes) else data:
+            handle.write(piece)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _write_json(path: Path, results: AuditResults) -> None:
+    """results.json as `results_to_json` words it, written host by host: UTF-8, or, when
+    some text cannot be (a lone surrogate), the whole file again in ASCII with escapes."""
+    try:
+        _write_new(path, _encoded(results_json_chunks(results)))
+    except UnicodeEncodeError:
+        _write_new(path, _encoded(results_json_chunks(results, ensure_ascii=True)))
+
+
+def _encoded(pieces: Iterable[str]) -> Iterator[bytes]:
+    return (piece.encode("utf-8") for piece in pieces)
 
 
 def _check_replaceable(target: Path, out_dir: Path) -> None:
@@ -284,17 +305,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _save_elsewhere(results: AuditResults, text: str | None) -> Path | None:
+def _save_elsewhere(results: AuditResults) -> Path | None:
     """This run's results.json in the temp directory (0600), when its folder could not
     be written: an audit of a fleet is not thrown away for a full disk."""
     try:
-        data = (text if text is not None else RENDERERS[Format.JSON](results)).encode()
         fd, name = tempfile.mkstemp(prefix="fleetaudit-results-", suffix=".json")
+        os.close(fd)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+            _write_json(Path(name), results)
         except BaseException:
             Path(name).unlink(missing_ok=True)
             raise

@@ -154,6 +154,9 @@ def stage_report(
         for fmt in chosen:
             if fmt is Format.JSON:
                 _write_json(staging / FILENAMES[fmt], results)
+            elif fmt is Format.HTML:
+                from fleetaudit.report.html import html_chunks  # its template engine: lazily
+                _write_new(staging / FILENAMES[fmt], _encoded(html_chunks(results)))
             else:
                 _write_new(staging / FILENAMES[fmt], RENDERERS[fmt](results).encode("utf-8"))
         written = write_evidence(staging, evidence)
@@ -216,8 +219,19 @@ def _write_json(path: Path, results: AuditResults) -> None:
         _write_new(path, _encoded(results_json_chunks(results, ensure_ascii=True)))
 
 
-def _encoded(pieces: Iterable[str]) -> Iterator[bytes]:
-    return (piece.encode("utf-8") for piece in pieces)
+def _encoded(pieces: Iterable[str], size: int = 1 << 16) -> Iterator[bytes]:
+    """The pieces as UTF-8, joined into blocks of about `size` characters (a template's
+    pieces are a few characters each)."""
+    block: list[str] = []
+    held = 0
+    for piece in pieces:
+        block.append(piece)
+        held += len(piece)
+        if held >= size:
+            yield "".join(block).encode("utf-8")
+            block, held = [], 0
+    if block:
+        yield "".join(block).encode("utf-8")
 
 
 def _check_replaceable(target: Path, out_dir: Path) -> None:

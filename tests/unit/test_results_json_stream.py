@@ -1,5 +1,6 @@
-"""results.json written host by host (issue 13: 5,000 hosts' whole-run tree was most of the
-controller's memory) is, byte for byte, the one json.dumps of the whole run gives."""
+"""Reports written as they are produced (issue 13: at 5,000 hosts the whole texts, and
+results.json's whole-run tree, were most of the controller's memory) are byte for byte the
+renderers' texts, and results.json the one json.dumps of the whole run gives."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from fleetaudit.models import AuditResults
-from fleetaudit.report import results_from_json, results_to_json, write_report
+from fleetaudit.report import render, results_from_json, results_to_json, write_report
 from fleetaudit.report.facts import rate_hosts
 from tests.unit.test_report import _poison, sample_results
 
@@ -56,3 +57,11 @@ def test_written_and_rendered_json_are_the_whole_run_dump(tmp_path, results):
     assert paths.results_json is not None
     assert paths.results_json.read_bytes() == expected.encode("utf-8")
     assert results_from_json(expected) == results
+
+
+@pytest.mark.parametrize("results", CASES.values(), ids=CASES.keys())
+def test_every_written_format_is_its_renderer_s_text(tmp_path, results):
+    # results.json and index.html are written as they are produced, the others whole.
+    paths = write_report(results, tmp_path / "report", ["all"])
+    for fmt, path in paths.files.items():
+        assert path.read_bytes() == render(results, fmt).encode("utf-8"), fmt

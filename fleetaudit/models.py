@@ -15,7 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from fleetaudit import addresses
 
 Port = Annotated[int, Field(ge=0, le=65535)]
-RESULTS_SCHEMA_VERSION = 1
+# 2: `timings`, `resumed_hosts` and `drift` (issues 13, 15). A version-1 file reads the
+# same (the new fields take their defaults); a reader of version 1 refuses a version-2
+# file by its number, clearly, rather than by an unknown field.
+RESULTS_SCHEMA_VERSION = 2
 
 
 class Model(BaseModel):

@@ -14,6 +14,11 @@ from typing import Any
 
 import pytest
 
+# Every audit records into the history store by default (issue 15): tests must neither
+# write into the user's own store nor compare with its stale runs. Tests of the store
+# name one of their own.
+os.environ.setdefault("FLEETAUDIT_HISTORY", "none")
+
 try:
     from playwright.sync_api import sync_playwright
 except ImportError:  # pragma: no cover - depends on the machine

@@ -18,7 +18,7 @@ PURE = sorted({
     "fleetaudit.models", "fleetaudit.errors", "fleetaudit.batch", "fleetaudit.inventory",
     "fleetaudit.probes", "fleetaudit.reconcile", "fleetaudit.addresses",
     "fleetaudit.scan.command", "fleetaudit.scan.plan", "fleetaudit.services",
-    "fleetaudit.exitcodes",
+    "fleetaudit.exitcodes", "fleetaudit.drift", "fleetaudit.resume", "fleetaudit.timeline",
     "fleetaudit.packagers",
     *(m.name for package in (fleetaudit.parsers, fleetaudit.policy, fleetaudit.report,
                              fleetaudit.inventory, fleetaudit.packagers)

@@ -34,6 +34,11 @@ def visible(value: str, keep: str = "") -> str:
     """`value` with every invisible character except those in `keep` shown as an escape."""
     if value.isprintable():
         return value
+    rest = value
+    for ch in keep:
+        rest = rest.replace(ch, "")
+    if rest.isprintable():  # a multi-line text: checked at C speed, not a character at a time
+        return value
     return "".join(
         visible_escape(ch) if ch not in keep and is_invisible(ch) else ch for ch in value
     )

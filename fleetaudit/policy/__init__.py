@@ -17,6 +17,7 @@ from fleetaudit.policy.apply import (
     exit_code,
     finding_id,
     judge_host,
+    summarize_judged,
 )
 from fleetaudit.policy.loader import baseline_policy, load_policy, parse_policy
 from fleetaudit.policy.rules import EffectiveRules, effective_rules
@@ -39,4 +40,5 @@ __all__ = [
     "judge_host",
     "load_policy",
     "parse_policy",
+    "summarize_judged",
 ]

@@ -83,10 +83,25 @@ def finding_id(rule: str, host: str, proto: Proto | None, port: int | None) -> s
 
 def apply_policy(results: AuditResults, policy: Policy, today: date) -> AuditResults:
     """Judge every host: findings, compliance marks and per-group/fleet summaries."""
-    judged = [_judge(host, policy, today) for host in results.hosts]
-    groups = sorted({g for host, _ in judged for g in host.groups})
-    compliance = [_summary(None, judged)] + [
-        _summary(g, [(h, r) for h, r in judged if g in h.groups]) for g in groups]
+    return _summarized(results, policy, [_judge(host, policy, today) for host in results.hosts])
+
+
+def summarize_judged(results: AuditResults, policy: Policy) -> AuditResults:
+    """What apply_policy gives, for hosts each judged already by `judge_host` (a run
+    judges each host as it finishes): the summaries, without judging every host again,
+    which was as much work as judging them the first time."""
+    return _summarized(results, policy, [
+        (host, effective_rules(policy, host.name, host.groups).enabled())
+        for host in results.hosts])
+
+
+def _summarized(results: AuditResults, policy: Policy,
+                judged: Sequence[tuple[HostResult, list[str]]]) -> AuditResults:
+    members: dict[str, list[tuple[HostResult, list[str]]]] = {}
+    for host, rules in judged:  # one pass, not one per group (a group per host is common)
+        for g in dict.fromkeys(host.groups):
+            members.setdefault(g, []).append((host, rules))
+    compliance = [_summary(None, judged)] + [_summary(g, members[g]) for g in sorted(members)]
     return results.model_copy(update={"hosts": [h for h, _ in judged],
                                       "compliance": compliance, "policy": policy.label})
 

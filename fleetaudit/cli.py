@@ -14,16 +14,16 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Column, Table
 
 from fleetaudit import __version__, interrupt, lab
 from fleetaudit.cli_history import AuditHistory, HistoryOption
 from fleetaudit.cli_history import register as register_history
 from fleetaudit.errors import ConfigError, FleetAuditError, LabError
 from fleetaudit.exitcodes import ExitCode
+from fleetaudit.host_key_policy import HostKeyPolicy
 from fleetaudit.inventory import load_inventories
 from fleetaudit.inventory.listing import as_ansible_list, as_table
 from fleetaudit.inventory_script import run_inventory_script
@@ -37,26 +37,22 @@ from fleetaudit.models import (
     ScanRun,
     Severity,
 )
-from fleetaudit.orchestrator import AuditOptions, audit_dry_run, run_audit
 from fleetaudit.policy import Policy, apply_policy, baseline_policy, exit_code, load_policy
-from fleetaudit.preflight import render_text, run_preflight
-from fleetaudit.report import (
-    DEFAULT_FORMATS,
-    Format,
-    FormatChoice,
-    ReportPaths,
-    parse_formats,
-    results_from_json,
-)
+from fleetaudit.report import results_from_json
+from fleetaudit.report.format_names import DEFAULT_FORMATS, Format, FormatChoice, parse_formats
 from fleetaudit.report.journal import JOURNAL, Journal
 from fleetaudit.report.journal import Start as JournalStart
-from fleetaudit.report.write import stage_report
 from fleetaudit.resume import merge_resumed, unique_evidence
-from fleetaudit.scan import Profile
-from fleetaudit.scan.command import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
-from fleetaudit.ssh_target import SSHTarget, local_user, resolve_target
+from fleetaudit.scan.command import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, Profile
 from fleetaudit.terminal import help_options, out, plural, say, text
-from fleetaudit.transport import HostKeyPolicy, SSHOptions
+
+# asyncssh (orchestrator, preflight, ssh_target, transport, lab's machinery), nmap and
+# jinja2 (report.write) load inside the commands that use them: `--help` and `--version`
+# load none of them (tests/unit/test_cli_imports.py).
+if TYPE_CHECKING:
+    from fleetaudit.orchestrator import AuditOptions
+    from fleetaudit.report import ReportPaths
+    from fleetaudit.ssh_target import SSHTarget
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Audit what really listens on every open port of a fleet.",
@@ -64,6 +60,21 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 lab_app = typer.Typer(no_args_is_help=True, help="The lab fleet: SSH hosts in network namespaces.")
 app.add_typer(lab_app, name="lab")
 register_history(app)  # history, history import, diff
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        say(f"fleetaudit {__version__}", to=out)
+        raise typer.Exit(ExitCode.OK)
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version,
+        help="Print fleetaudit's version and exit")] = False,
+) -> None:
+    """Audit what really listens on every open port of a fleet."""
 
 
 def local_inventory() -> Inventory:
@@ -96,6 +107,8 @@ def _write(results: AuditResults, out_dir: Path,
     saying it happened, are deferred as one step, so the line printed on a signal is
     true either way.
     """
+    from fleetaudit.report.write import stage_report
+
     interrupt.message = "Interrupted: no report written; any previous one is unchanged."
     staged = stage_report(results, out_dir, formats, evidence=evidence, carry_over=carry_over)
     try:
@@ -112,6 +125,8 @@ def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
            resume: bool = False, history: AuditHistory | None = None) -> int:
     """Audit, keeping each finished host in the run's journal (report.journal) as it
     comes, so that a run stopped part way is finished by `--resume out_dir`."""
+    from fleetaudit.orchestrator import run_audit
+
     policy = policy or baseline_policy()
     started = datetime.now(UTC)
     kept: dict[str, HostResult] = {}
@@ -277,6 +292,9 @@ def audit(
                                    "days")] = None,
 ) -> None:
     """Scan the fleet from outside, look inside every host, and reconcile the two."""
+    from fleetaudit.orchestrator import AuditOptions, audit_dry_run
+    from fleetaudit.transport import SSHOptions
+
     try:
         inv = _load(inventory, limit) if inventory else local_inventory()
         policy = load_policy(policy_file) if policy_file else baseline_policy()
@@ -326,6 +344,10 @@ def inventory_command(
         help="OpenSSH client config (default: ~/.ssh/config if present)")] = None,
 ) -> None:
     """Show the inventory as fleetaudit reads it. Nothing is contacted, no name resolved."""
+    from rich.table import Column, Table
+
+    from fleetaudit.ssh_target import local_user, resolve_target
+
     try:
         inv = _load(inventory, limit)
         targets = {h.name: resolve_target(h, ssh_config) for h in inv.hosts
@@ -399,6 +421,9 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
     """Before an audit: can each host be reached, what may we run, what will we not see."""
+    from fleetaudit.preflight import render_text, run_preflight
+    from fleetaudit.transport import SSHOptions
+
     try:
         inv = _load(inventory, limit)
     except ConfigError as exc:
@@ -444,6 +469,9 @@ def demo(
     keep_lab: Annotated[bool, typer.Option(help="Leave the lab running afterwards")] = False,
 ) -> None:
     """Bring up the lab fleet, audit it, tear it down; as non-root, audit this machine."""
+    from fleetaudit.orchestrator import AuditOptions
+    from fleetaudit.transport import SSHOptions
+
     if os.geteuid() != 0:
         say("Not root: a lab fleet needs network namespaces, so this demo audits "
             "the local machine instead (nmap on 127.0.0.1, commands run locally).")

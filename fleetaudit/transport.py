@@ -25,7 +25,6 @@ import signal
 import socket
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
@@ -44,6 +43,7 @@ from fleetaudit.errors import (
     UnsafeTargetError,
 )
 from fleetaudit.guard import admit
+from fleetaudit.host_key_policy import HostKeyPolicy  # its home: light, for --help
 from fleetaudit.models import CommandResult, Connection, InventoryHost
 from fleetaudit.ssh_target import Endpoint, SSHTarget, local_user, resolve_target
 
@@ -56,12 +56,6 @@ class PrivilegeError(CommandError):
     """`sudo -n` refused (a password is required, not in sudoers, not installed)."""
 MAX_STDERR = 1024 * 1024
 _CHUNK = 256 * 1024
-
-
-class HostKeyPolicy(StrEnum):
-    STRICT = "strict"
-    ACCEPT_NEW = "accept-new"
-    OFF = "off"
 
 
 class SSHOptions(BaseModel):

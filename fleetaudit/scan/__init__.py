@@ -14,10 +14,10 @@ run nmap (subprocess, python-nmap), load on first use, so pure code may import
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fleetaudit.addresses import canonical
+from fleetaudit.lazy import lazy_attributes
 from fleetaudit.models import Proto
 from fleetaudit.scan.command import (
     ALLOWED_OPTIONS,
@@ -68,11 +68,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fleetaudit.scan' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -122,7 +122,7 @@ def test_audit_prints_hostile_results_warnings_and_errors_as_text(runner, monkey
             on_host_done(host)
         return AuditOutcome(results=apply_policy(results, baseline_policy(), date(2025, 1, 1)))
 
-    monkeypatch.setattr(cli, "run_audit", fake_run_audit)
+    monkeypatch.setattr("fleetaudit.orchestrator.run_audit", fake_run_audit)
     monkeypatch.setattr(cli, "load_inventories", lambda *a, **k: _inventory())
     inventory = tmp_path / "inv.ini"
     inventory.write_text("x\n")
@@ -144,7 +144,7 @@ def test_dry_run_inventory_and_errors_print_hostile_text_as_text(runner, monkeyp
     async def fake_dry_run(inv, options):
         return [f"# skipped h ({v}): refused" for v in HOSTILE]
 
-    monkeypatch.setattr(cli, "audit_dry_run", fake_dry_run)
+    monkeypatch.setattr("fleetaudit.orchestrator.audit_dry_run", fake_dry_run)
     done = runner.invoke(cli.app, ["audit", str(inventory), "--dry-run"])
     assert done.exit_code == 0, done.output
     assert_inert(done.output, [f"# skipped h ({v}): refused" for v in HOSTILE])
@@ -175,7 +175,7 @@ def test_check_prints_hostile_host_answers_as_text(runner, monkeypatch, tmp_path
     async def fake_preflight(inv, ssh, concurrency):
         return PreflightReport(inventory="inv", hosts=hosts)
 
-    monkeypatch.setattr(cli, "run_preflight", fake_preflight)
+    monkeypatch.setattr("fleetaudit.preflight.run_preflight", fake_preflight)
     for args in (["check", str(inventory)], ["check", str(inventory), "--json"]):
         done = runner.invoke(cli.app, args)
         assert done.exit_code == 3, done.output

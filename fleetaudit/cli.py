@@ -21,6 +21,7 @@ import typer
 from fleetaudit import __version__, interrupt, lab
 from fleetaudit.cli_history import AuditHistory, HistoryOption
 from fleetaudit.cli_history import register as register_history
+from fleetaudit.cli_progress import Level, view_for
 from fleetaudit.errors import ConfigError, FleetAuditError, LabError
 from fleetaudit.exitcodes import ExitCode
 from fleetaudit.host_key_policy import HostKeyPolicy
@@ -88,15 +89,6 @@ def _default_out() -> Path:
     return Path("reports") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _show_host(result: HostResult) -> None:
-    """Progress: one line per host. Its name, address and errors are the host's words."""
-    ok = result.status is HostStatus.OK
-    detail = f": {result.errors[0].message}" if result.errors else ""
-    say("  ", result.name, " (", result.address, ") ",
-        ("ok" if ok else result.status.value, "green" if ok else "red"),
-        " ", plural(len(result.ports), "port"), detail)
-
-
 def _write(results: AuditResults, out_dir: Path,
            formats: Sequence[Format] = DEFAULT_FORMATS, *,
            evidence: Sequence[tuple[str, bytes]] = (), carry_over: bool = False
@@ -122,9 +114,11 @@ def _write(results: AuditResults, out_dir: Path,
 
 def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
            policy: Policy | None = None, fail_on: Severity | None = None, *,
-           resume: bool = False, history: AuditHistory | None = None) -> int:
+           resume: bool = False, history: AuditHistory | None = None,
+           level: Level = Level.NORMAL) -> int:
     """Audit, keeping each finished host in the run's journal (report.journal) as it
-    comes, so that a run stopped part way is finished by `--resume out_dir`."""
+    comes, so that a run stopped part way is finished by `--resume out_dir`; its progress
+    shown as `level` asks (fleetaudit.cli_progress)."""
     from fleetaudit.orchestrator import run_audit
 
     policy = policy or baseline_policy()
@@ -137,8 +131,9 @@ def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
         names = {h.name for h in inventory.hosts}
         kept = {name: host for name, host in state.hosts.items() if name in names}
         earlier, scans, started = state.evidence, state.scans, state.start.started_at
-        say(f"Resuming {out_dir}: {plural(len(kept), 'host')} done, "
-            f"{len(inventory.hosts) - len(kept)} to audit")
+        if level > Level.QUIET:
+            say(f"Resuming {out_dir}: {plural(len(kept), 'host')} done, "
+                f"{len(inventory.hosts) - len(kept)} to audit")
         if state.start.inventory != inventory.source:
             say(("warning:", "yellow"), " that run audited ", state.start.inventory,
                 "; hosts are matched by name")
@@ -152,7 +147,8 @@ def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
             hosts=[h.name for h in inventory.hosts]))
     rest = Inventory(source=inventory.source,
                      hosts=[h for h in inventory.hosts if h.name not in kept])
-    say(f"Auditing {plural(len(rest.hosts), 'host')} from ", inventory.source)
+    if level > Level.QUIET:
+        say(f"Auditing {plural(len(rest.hosts), 'host')} from ", inventory.source)
     done = 0
 
     def finished(result: HostResult) -> None:
@@ -163,15 +159,15 @@ def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
             f"{plural(done + len(kept), 'finished host')} kept in {out_dir / JOURNAL}: run "
             "the same command with "
             f"--resume {out_dir} to audit the rest.")
-        _show_host(result)
 
     interrupt.message = (f"Interrupted: audit stopped, its nmap processes too; no host "
                          f"finished: no report written (an empty run is left in {out_dir}).")
     try:
         # Judged by run_audit, before anything is written: every format carries the findings.
-        outcome = interrupt.run(run_audit(rest, options, on_host_done=finished,
-                                          policy=policy, journal=journal)) \
-            if rest.hosts else None
+        with view_for(level) as view:  # put away before anything else is printed
+            outcome = interrupt.run(run_audit(rest, options, on_host_done=finished,
+                                              policy=policy, journal=journal,
+                                              progress=view)) if rest.hosts else None
     except FleetAuditError:
         if not resume and done == 0:  # refused before any host (nmap missing...): no run
             journal.discard()
@@ -251,6 +247,12 @@ def audit(
     ] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the nmap command lines and exit: no scan, no SSH")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress: only errors, warnings and the final lines")
+    ] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="More progress: each nmap process and host as it starts, "
+                                "each host's ports, findings and errors")] = False,
     scan_concurrency: Annotated[int, typer.Option(
         min=1, max=64, help="nmap processes at once")] = DEFAULT_CONCURRENCY,
     scan_batch_size: Annotated[int, typer.Option(
@@ -315,9 +317,12 @@ def audit(
             raise typer.Exit(ExitCode.OK)
         if resume is not None and out_dir is not None and out_dir != resume:
             raise ConfigError("--resume RUN_DIR writes the report in RUN_DIR: drop --out")
+        if quiet and verbose:
+            raise ConfigError("--quiet and --verbose: choose one")
         code = _audit(inv, options, resume or out_dir or _default_out(), policy, fail_on,
                       resume=resume is not None, history=AuditHistory(
-                          history, compare_to, fail_on_change, keep_runs, keep_days))
+                          history, compare_to, fail_on_change, keep_runs, keep_days),
+                      level=Level.QUIET if quiet else Level.VERBOSE if verbose else Level.NORMAL)
     except FleetAuditError as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code)

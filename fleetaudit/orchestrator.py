@@ -57,6 +57,7 @@ from fleetaudit.models import (
     Stage,
 )
 from fleetaudit.policy import Policy, apply_policy, baseline_policy, exit_code, judge_host
+from fleetaudit.progress import AuditObserver
 from fleetaudit.reconcile import reconcile_host
 from fleetaudit.report.journal import Journal
 from fleetaudit.scan.command import (
@@ -234,13 +235,16 @@ class _Parking:
 
 async def _collect(state: _HostState, options: AuditOptions, limit: asyncio.Semaphore,
                    collect_options: CollectOptions, connect: TransportFactory,
-                   timeline: Timeline) -> Transport | None:
+                   timeline: Timeline, progress: AuditObserver | None = None
+                   ) -> Transport | None:
     """Collect the host; the connection stays open (returned) for the final round.
 
     `connect` opens the host's transport (the seam for `fleetaudit.testing.fakehost`).
     """
     assert state.address is not None
     async with limit:
+        if progress is not None:  # now, not while it waited for its turn
+            progress.host_started(state.host.name, state.address)
         started = time.monotonic()
         try:
             transport = await connect(state.host, state.address, options.ssh, state.target)
@@ -277,16 +281,19 @@ async def _collect(state: _HostState, options: AuditOptions, limit: asyncio.Sema
 
 async def _audit_host(state: _HostState, options: AuditOptions, limit: asyncio.Semaphore,
                       parking: _Parking, connect: TransportFactory, timeline: Timeline,
-                      finish: Callable[[_HostState, _ScanSays | None], None]) -> None:
+                      finish: Callable[[_HostState, _ScanSays | None], None],
+                      progress: AuditObserver) -> None:
     """One host from login to its result: collect, wait for its own scan batches (not the
     fleet's), probe what the scan found unexplained, then hand the result on at once."""
     timed = dataclasses.replace(
         _collect_options(state, options),
         on_round=lambda n, start, end: timeline.host_span("collect", f"round {n}", start, end))
     try:
-        transport = await _collect(state, options, limit, timed, connect, timeline)
+        transport = await _collect(state, options, limit, timed, connect, timeline, progress)
     finally:
         state.heard(None)  # the scan is never left waiting for this host's listing
+    progress.host_collected(state.host.name, None if transport is not None else (
+        state.errors[0].message if state.errors else "not collected"))
     # A host behind jump hosts is not scanned: no open port to probe after the scan.
     parked = transport is not None and state.scanned and parking.take()
     if transport is not None and not parked:
@@ -366,6 +373,7 @@ async def _scan(targets: list[str], settings: ScanSettings | None, options: Audi
                 on_host: Callable[[str, ExternalHost | None, str | None], None] | None = None,
                 timeline: Timeline | None = None,
                 on_process_done: Callable[[ProcessResult], None] | None = None,
+                progress: AuditObserver | None = None,
                 ) -> ScanOutcome:
     if imported is not None:
         return imported.run, imported, None
@@ -375,12 +383,16 @@ async def _scan(targets: list[str], settings: ScanSettings | None, options: Audi
     try:
         fleet = await scan.scan_fleet(targets, settings, nmap_path=options.nmap_path,
                                       listings=listings, on_host=on_host, timeline=timeline,
-                                      on_process_done=on_process_done)
+                                      on_process_done=on_process_done, progress=progress)
     except ScanError as exc:
+        if progress is not None:
+            progress.scan_done(str(exc))
         return None, None, str(exc)
     finally:
         if timeline is not None:
             timeline.span("scan", "whole scan", started, time.monotonic(), hosts=len(targets))
+    if progress is not None:
+        progress.scan_done(None)
     return fleet.run, fleet, None
 
 
@@ -483,6 +495,7 @@ async def run_audit(
     policy: Policy | None = None,
     today: date | None = None,
     journal: Journal | None = None,
+    progress: AuditObserver | None = None,
 ) -> AuditOutcome:
     """Scan and collect every host at once; each host's failure is its outcome.
 
@@ -496,6 +509,7 @@ async def run_audit(
     (`fleetaudit.testing.fakehost.FakeFleet.connect`). `journal` records each host
     as it is done, each nmap process's XML and the scan (report.journal): a run that
     dies keeps them. A journal that cannot be written is said once, and the run goes on.
+    `progress` hears of every nmap process and every host as they go (fleetaudit.progress).
     """
     started = datetime.now(UTC)
     timeline = Timeline()
@@ -507,6 +521,9 @@ async def run_audit(
         states, targets = await _targets(inventory, options)
         imported = await _import(targets, options) if settings is None else None
     ready = [s for s in states if s.address]
+    observer = progress or AuditObserver()
+    observer.audit_started(hosts=len(states), scanned=len(targets) if settings else 0,
+                           contacted=len(ready))
     limit = asyncio.Semaphore(max(1, options.concurrency))
     loop = asyncio.get_running_loop()
     by_address: dict[str, list[_HostState]] = {}
@@ -529,6 +546,7 @@ async def run_audit(
         keep(lambda j: j.host(result))
         if on_host_done is not None:
             on_host_done(result)
+        observer.host_done(result)
 
     for state in states:
         if state.address is None:  # not contacted (refused, unresolved): done already
@@ -540,11 +558,11 @@ async def run_audit(
             keep(lambda j: j.evidence(process.name, process.xml))
 
     scan_task = asyncio.create_task(_scan(targets, settings, options, imported, listings,
-                                          heard_from_scan, timeline, evidence))
+                                          heard_from_scan, timeline, evidence, observer))
     scan_task.add_done_callback(lambda task: _scan_ended(task, ready, keep))
     parking = _Parking(options.parked_connections)
     collection = asyncio.gather(*(_audit_host(s, options, limit, parking, connect, timeline,
-                                              finish) for s in ready))
+                                              finish, observer) for s in ready))
     try:
         try:
             # Shielded, so a cancel (Ctrl-C, SIGTERM) reaches this frame at once: the scan

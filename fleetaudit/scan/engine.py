@@ -31,6 +31,7 @@ from fleetaudit.errors import ParseError, ScanError
 from fleetaudit.guard import check_route
 from fleetaudit.models import ExternalHost, Proto, ScanRun
 from fleetaudit.parsers.nmap import parse_nmap_xml
+from fleetaudit.progress import AuditObserver, NmapStep, ScanPhase, open_ports
 from fleetaudit.scan import nmap_run
 from fleetaudit.scan.command import (
     NmapJob,
@@ -175,8 +176,10 @@ class _Runner:
                  defaults: asyncio.Future[dict[tuple[Proto, int], str]],
                  timeout: float | None,
                  on_process_done: Callable[[ProcessResult], None] | None,
-                 timeline: Timeline | None = None) -> None:
+                 timeline: Timeline | None = None,
+                 progress: AuditObserver | None = None) -> None:
         self.nmap_bin = nmap_bin
+        self.progress = progress or AuditObserver()
         self.timeline = timeline
         self.defaults = defaults  # nmap-services, read while the first nmap runs
         self.timeout = timeout
@@ -197,16 +200,19 @@ class _Runner:
         self.order: list[str] = []
         self.results: dict[str, ProcessResult] = {}
 
-    async def run(self, job: NmapJob) -> ProcessResult:
+    async def run(self, job: NmapJob, probes: int = 0) -> ProcessResult:
+        """`probes`: for a -sV process, the (host, port) pairs it identifies (progress)."""
         if job.phase in ("discovery", "single"):
             async with self.discovery[job.proto]:
-                return await self._run(job)
-        return await self._run(job)
+                return await self._run(job, probes)
+        return await self._run(job, probes)
 
-    async def _run(self, job: NmapJob) -> ProcessResult:
+    async def _run(self, job: NmapJob, probes: int) -> ProcessResult:
         async with self.total:
             self.order.append(job.name)
             command = shlex.join(job.argv(self.nmap_bin))
+            step = nmap_step(job, command, probes)
+            self.progress.nmap_started(step)
             started = time.monotonic()
             try:
                 outcome = await asyncio.get_running_loop().run_in_executor(
@@ -222,6 +228,7 @@ class _Runner:
         self.results[job.name] = result
         if self.on_process_done is not None:
             self.on_process_done(result)
+        self.progress.nmap_done(step, open_ports(result.run), result.failure)
         return result
 
     def _parse(self, job: NmapJob, command: str, outcome: nmap_run.Outcome,
@@ -244,6 +251,12 @@ class _Runner:
         return ProcessResult(job.name, command, run, None, outcome.xml)
 
 
+def nmap_step(job: NmapJob, command: str = "", probes: int = 0) -> NmapStep:
+    """A process as progress sees it."""
+    return NmapStep(name=job.name, phase=ScanPhase(job.phase), proto=job.proto.value,
+                    targets=job.targets, ports=probes, command=command)
+
+
 def _why_missing(job: NmapJob, result: ProcessResult) -> str:
     if result.run is None:
         return f"{job.proto.value} scan failed ({job.name}): {result.failure}"
@@ -261,7 +274,8 @@ async def _version_runs(runner: _Runner, name: str, proto: Proto,
     address, and why it has no (complete) result, if it has none."""
     vjobs = [version_job(f"{name}-{i}", b.targets, proto, b.ports, settings, b.probes)
              for i, b in enumerate(batches, start=1)]
-    vresults = await asyncio.gather(*(runner.run(v) for v in vjobs))
+    vresults = await asyncio.gather(*(runner.run(v, b.probes)
+                                      for v, b in zip(vjobs, batches, strict=True)))
     runs = []
     for vjob, vresult in zip(vjobs, vresults, strict=True):
         seen = ({canonical(h.address): h for h in vresult.run.hosts}
@@ -328,13 +342,16 @@ async def _pipeline(runner: _Runner, job: NmapJob, settings: ScanSettings,
                                                                        frozenset())
                 hosts[key] = merge_version(base, seen.get(key), job.proto, asked, failure)
 
-    # The listed ports of a protocol the profile leaves out (UDP in `quick`) are probed
-    # beside this protocol's version phase, not after it: UDP -sV waits out each probe
-    # (11 s for one port on the lab), and every host of the batch waited for it.
+    # The listed ports the version phase does not cover, of a protocol the profile leaves
+    # out (UDP in `quick`) or listed after it started, are probed beside it, not after
+    # it: UDP -sV waits out each probe (11 s for one port on the lab), and every host of
+    # the batch waited for it. The passes touch disjoint ports (`tried`), and each merge
+    # into `hosts` is one step, after its process ended.
     others = [p for p in protos if p is not job.proto]
-    await asyncio.gather(version_phase(),
-                         _inside_pass(runner, job, settings, hosts, listings, others, tried))
-    await _inside_pass(runner, job, settings, hosts, listings, [job.proto], tried)
+    await asyncio.gather(
+        version_phase(),
+        _inside_pass(runner, job, settings, hosts, listings, others, tried),
+        _inside_pass(runner, job, settings, hosts, listings, [job.proto], tried))
     for address, host in hosts.items():
         views.setdefault(address, []).append(host)
 
@@ -430,6 +447,7 @@ async def scan_fleet(
     listings: Listings | None = None,
     on_host: Callable[[str, ExternalHost | None, str | None], None] | None = None,
     timeline: Timeline | None = None,
+    progress: AuditObserver | None = None,
 ) -> FleetScan:
     """Scan every target: discovery batches, then -sV on what is open, as one pipeline
     (or, for a handful of hosts, one `nmap -sV` per protocol: plan.single_pass).
@@ -442,6 +460,7 @@ async def scan_fleet(
     `Listings`) widens each host's scan to the ports its own listing shows.
     ``on_host`` gets each host as soon as every process that covers it is done, while
     other batches still run: (canonical address, its view, or None and why not).
+    ``progress`` hears of each nmap process as it starts and ends (fleetaudit.progress).
     """
     ips = validate_targets(targets)
     await asyncio.gather(*(asyncio.to_thread(check_route, address, dev)
@@ -452,7 +471,9 @@ async def scan_fleet(
     # Only parsing needs nmap-services (~50 ms to read): not worth delaying the first nmap.
     defaults = asyncio.ensure_future(asyncio.to_thread(nmap_run.load_default_services,
                                                        nmap_bin))
-    runner = _Runner(nmap_bin, settings, defaults, timeout, on_process_done, timeline)
+    runner = _Runner(nmap_bin, settings, defaults, timeout, on_process_done, timeline,
+                     progress)
+    runner.progress.scan_planned([nmap_step(job) for job in jobs])
     views: dict[str, list[ExternalHost]] = {}
     notes: dict[str, list[str]] = {}
     waiting = Counter(canonical(t) for job in jobs for t in job.targets)

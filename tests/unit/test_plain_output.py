@@ -10,7 +10,7 @@ import io
 
 import pytest
 
-from fleetaudit import cli, terminal
+from fleetaudit import cli_progress, terminal
 from fleetaudit.models import HostResult, HostStatus, PortReport, Proto
 from fleetaudit.terminal import UNWRAPPED, plural
 
@@ -26,7 +26,7 @@ def test_plural(count, words):
 def test_the_progress_line_counts_ports_in_english(capsys, ports, shown):
     host = HostResult(name="web1", address="192.0.2.10", status=HostStatus.OK,
                       ports=[PortReport(proto=Proto.TCP, port=22 + i) for i in range(ports)])
-    cli._show_host(host)
+    cli_progress.show_host(host)
     line = capsys.readouterr().err
     assert line.rstrip("\n").endswith(shown), line
 

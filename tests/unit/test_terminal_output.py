@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from fleetaudit import cli, terminal
+from fleetaudit import cli, cli_progress, terminal
 from fleetaudit.errors import ConfigError
 from fleetaudit.models import (
     AuditResults,
@@ -74,7 +74,7 @@ def hostile_host(i: int, value: str) -> HostResult:
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_the_progress_line_prints_host_text_as_text(capsys, value):
-    cli._show_host(hostile_host(1, value))  # the on_host_done callback of run_audit
+    cli_progress.show_host(hostile_host(1, value))  # the line the audit prints for each host
     captured = capsys.readouterr()
     assert_inert(captured.err, [f"h1-{value}", f"10.0.0.1-{value}", f"ss said: {value}"])
 
@@ -117,9 +117,10 @@ def test_audit_prints_hostile_results_warnings_and_errors_as_text(runner, monkey
                                                                    tmp_path):
     results = _results()
 
-    async def fake_run_audit(inventory, options, on_host_done=None, **kwargs):
-        for host in results.hosts:
+    async def fake_run_audit(inventory, options, on_host_done=None, progress=None, **kwargs):
+        for host in results.hosts:  # as run_audit hands each host on
             on_host_done(host)
+            progress.host_done(host)
         return AuditOutcome(results=apply_policy(results, baseline_policy(), date(2025, 1, 1)))
 
     monkeypatch.setattr("fleetaudit.orchestrator.run_audit", fake_run_audit)
@@ -190,7 +191,7 @@ def test_run_audit_hands_on_host_done_hostile_host_text_without_crashing(capsys)
     # The callback the CLI gives run_audit, driven the way run_audit drives it.
     async def drive() -> None:
         for i, value in enumerate(HOSTILE):
-            cli._show_host(hostile_host(i, value))
+            cli_progress.show_host(hostile_host(i, value))
 
     asyncio.run(drive())
     assert_inert(capsys.readouterr().err, [f"ss said: {v}" for v in HOSTILE])

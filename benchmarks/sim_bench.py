@@ -22,6 +22,7 @@ machine and its load. `--latency S` delays each round's answer by S seconds (0: 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURE = ROOT / "tests" / "fixtures" / "session" / "local_root.json"
@@ -136,8 +138,18 @@ def run_one(count: int, args: argparse.Namespace) -> dict[str, object]:
         "ports": sum(len(h.ports) for h in hosts),
         "unanswered": dict(unanswered),
         "report_mib": {k: round(v / 2**20, 1) for k, v in sorted(sizes.items())},
+        "phases": phase_spans(outcome.results.timings),
         "work": str(work),
     }
+
+
+def phase_spans(timings: list[Any]) -> dict[str, float]:
+    """Each phase of results.json's run record, first start to last end, in seconds."""
+    spans: dict[str, tuple[float, float]] = {}
+    for t in timings:
+        start, end = spans.get(t.phase, (t.start, t.end))
+        spans[t.phase] = (min(start, t.start), max(end, t.end))
+    return {phase: round(end - start, 2) for phase, (start, end) in spans.items()}
 
 
 def machine() -> str:
@@ -194,17 +206,23 @@ def main() -> None:
               f"{count / (row['audit_s'] + row['render_s']):6.0f} hosts/s with reports; "
               f"peak RSS {row['peak_mib']:.0f} MiB (audit {row['audit_peak_mib']:.0f}, "
               f"baseline {row['baseline_mib']:.0f}), {per_host:.1f} KiB/host above baseline")
+        print(f"        phases (s, overlapping) {row['phases']}")
         print(f"        statuses {row['statuses']}, {row['ports']} port verdict rows, "
               f"{row['findings']} findings; unanswered {row['unanswered'] or 'none'}; "
               f"reports MiB {row['report_mib']}")
         if not args.keep:
             subprocess.run(["rm", "-rf", "--", str(row["work"])], check=True)
     if len(rows) > 1:
-        first, last = rows[0], rows[-1]
-        grow = [(r["peak_mib"] - r["baseline_mib"]) / int(r["hosts"]) * 1024 for r in rows]
-        ratio = grow[-1] / grow[0] if grow[0] else float("nan")
-        print(f"memory per host above baseline: {', '.join(f'{g:.1f}' for g in grow)} KiB "
-              f"({ratio:.2f}x from {first['hosts']} to {last['hosts']} hosts; 1.0 = linear)")
+        # Linear growth: each added host costs what the hosts before it did. A fixed cost
+        # (the template engine, the first render) makes small sizes look dearer per host.
+        for before, after in itertools.pairwise(rows):
+            added = int(after["hosts"]) - int(before["hosts"])
+            marginal = (after["peak_mib"] - before["peak_mib"]) * 1024 / added
+            audit = (after["audit_peak_mib"] - before["audit_peak_mib"]) * 1024 / added
+            per_host = (after["peak_mib"] - after["baseline_mib"]) * 1024 / int(after["hosts"])
+            print(f"memory from {before['hosts']} to {after['hosts']} hosts: "
+                  f"{marginal:.1f} KiB of peak RSS per added host ({audit:.1f} in the audit), "
+                  f"against {per_host:.1f} KiB per host above baseline at {after['hosts']}")
     print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -24,6 +24,7 @@ import asyncio
 import json
 import re
 import shlex
+import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,7 +205,7 @@ class FakeHost:
     def answer(self, command: str) -> tuple[bytes, int]:
         found = self.capture.commands.get(command)
         if found is None:
-            self.unanswered.append(command)
+            self.unanswered.append(sys.intern(command))  # one copy for a fleet of fakes
             return b"", 127
         return found[0].encode("utf-8", errors="surrogateescape"), found[1]
 

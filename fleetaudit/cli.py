@@ -319,13 +319,34 @@ def audit(
             raise ConfigError("--resume RUN_DIR writes the report in RUN_DIR: drop --out")
         if quiet and verbose:
             raise ConfigError("--quiet and --verbose: choose one")
-        code = _audit(inv, options, resume or out_dir or _default_out(), policy, fail_on,
+        run_dir = resume or out_dir or _default_out()
+        _precheck(inv, run_dir, resume=resume is not None, inventory_paths=inventory or [],
+                  options=options)
+        code = _audit(inv, options, run_dir, policy, fail_on,
                       resume=resume is not None, history=AuditHistory(
                           history, compare_to, fail_on_change, keep_runs, keep_days),
                       level=Level.QUIET if quiet else Level.VERBOSE if verbose else Level.NORMAL)
     except FleetAuditError as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code)
+
+
+def _precheck(inv: Inventory, run_dir: Path, *, resume: bool,
+              inventory_paths: Sequence[Path], options: AuditOptions) -> None:
+    """Stop (exit 2) on every mistake that can be seen before a host is contacted."""
+    from fleetaudit.precheck import problems
+
+    found = problems(inv, out_dir=run_dir, resume=resume, inventory_paths=inventory_paths,
+                     known_hosts=options.ssh.known_hosts,
+                     host_key_policy=options.ssh.host_key_policy,
+                     ssh_config=options.ssh.ssh_config, nmap_xml=options.nmap_xml,
+                     nmap_path=options.nmap_path)
+    if found:
+        for problem in found:
+            say(("error:", "red"), " ", problem)
+        say("Nothing was scanned or contacted: fix "
+            f"{'this' if len(found) == 1 else 'these'} and run the same command again.")
+        raise typer.Exit(ExitCode.CONFIG)
 
 
 def _load(paths: Sequence[Path], limit: str | None) -> Inventory:

@@ -19,9 +19,10 @@ plants; each host in a PID namespace of its own, as real hosts are: its `ss -p` 
 6. `collect_internal` in a child process, collect_bench's in-process collector (unless
    `--skip-internal`), with the part of the CLI's collection-only time it does not cover.
 
-Each fleetaudit child is reaped with os.wait4: its peak RSS is that child's own
-ru_maxrss (the kernel folds in its reaped children, nmap and ssh, when they peaked
-higher), printed beside the Python process's own VmHWM, sampled every 0.2 s. The
+Each fleetaudit process is reaped with os.wait4 by a small helper that forked it (forked
+from this benchmark, it would start with this benchmark's RSS as its ru_maxrss): its
+ru_maxrss (the kernel folds in its reaped children, nmap, when they peaked higher) is
+printed beside the Python process's own VmHWM, sampled every 0.2 s. The
 machine load is the 1-minute load average when each measurement starts and its highest
 value during it, and the share of the machine's CPU time that was busy during it. When
 results.json has a `timings` list, it is printed per phase. The lab raises the kernel's
@@ -32,12 +33,14 @@ Traffic goes only to the lab's addresses, each checked to route through its brid
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -89,14 +92,15 @@ def _hwm_kib(pid: int) -> int | None:
 @dataclass
 class Watch:
     """The machine while one measurement runs: load average, CPU busy share, and the
-    VmHWM of the processes named in `pids` (sampled: it only grows, so the last sample
-    before the process exits is its peak within 0.2 s of work)."""
+    VmHWM of the process whose PID `pid_file` holds (sampled: it only grows, so the last
+    sample before the process exits is its peak but for its last 0.2 s)."""
 
-    pids: list[int] = field(default_factory=list)
+    pid_file: Path | None = None  # where the measured process's PID appears
     load_start: float = 0.0
     load_max: float = 0.0
     busy: float = 0.0
-    hwm: dict[int, int] = field(default_factory=dict)
+    hwm_kib: int | None = None
+    _pid: int | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _ticks: tuple[int, int] = (0, 0)
@@ -111,10 +115,12 @@ class Watch:
     def _sample(self) -> None:
         while not self._stop.wait(0.2):
             self.load_max = max(self.load_max, os.getloadavg()[0])
-            for pid in list(self.pids):
-                kib = _hwm_kib(pid)
-                if kib is not None:
-                    self.hwm[pid] = max(self.hwm.get(pid, 0), kib)
+            if self._pid is None and self.pid_file is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self._pid = int(self.pid_file.read_text())
+            kib = _hwm_kib(self._pid) if self._pid is not None else None
+            if kib is not None:
+                self.hwm_kib = max(self.hwm_kib or 0, kib)
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
@@ -132,7 +138,7 @@ class Measure:
     load_max: float
     busy: float
     exit: int | None = None
-    rss_kib: int | None = None  # wait4's ru_maxrss: the child, or a reaped descendant
+    rss_kib: int | None = None  # wait4's ru_maxrss: the process, or a reaped child (nmap)
     hwm_kib: int | None = None  # the child process's own VmHWM (sampled)
     detail: str = ""
     timings: list[dict[str, Any]] | None = None
@@ -142,31 +148,52 @@ class Measure:
 def _start(argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _reap(child: subprocess.Popen[bytes], timeout: float = TIMEOUT) -> tuple[int, int]:
-    """(exit code, ru_maxrss KiB) of `child`, by wait4: that child's own resource usage,
-    not RUSAGE_CHILDREN's maximum over every child this benchmark ever reaped."""
-    timer = threading.Timer(timeout, child.kill)
-    timer.start()
+def _reap(child: subprocess.Popen[bytes], timeout: float = TIMEOUT) -> int:
+    """Its exit code; past `timeout` its whole process group is killed."""
     try:
-        _, status, usage = os.wait4(child.pid, 0)
+        return child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        return child.wait()
+
+
+# A fresh process's ru_maxrss starts at the RSS of the process it was forked from (the
+# kernel folds the old memory map's peak in at exec): measured straight from this
+# benchmark, every child would report at least the benchmark's own RSS. So the command is
+# forked by this small interpreter (-I -S: a few MiB), which reaps it with wait4 and
+# writes its PID first, then its ru_maxrss and exit code.
+_RUSAGE = """
+import os, sys
+out, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
     finally:
-        timer.cancel()
-    child.returncode = os.waitstatus_to_exitcode(status)
-    return child.returncode, usage.ru_maxrss
+        os._exit(127)
+with open(out + ".pid", "w") as f:
+    f.write(str(pid))
+_, status, usage = os.wait4(pid, 0)
+with open(out, "w") as f:
+    f.write(f"{usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
 
 
 def run_measured(argv: Sequence[str], log: Path) -> Measure:
+    """`argv` run to its end: wall time, load, its ru_maxrss (wait4) and VmHWM."""
+    usage = log.with_suffix(".rusage")
     with Watch() as watch:
         started = time.perf_counter()
-        child = _start(argv, log)
-        watch.pids.append(child.pid)
-        code, rss = _reap(child)
+        helper = _start([sys.executable, "-I", "-S", "-c", _RUSAGE, str(usage), *argv], log)
+        watch.pid_file = usage.with_name(usage.name + ".pid")
+        _reap(helper)
         elapsed = time.perf_counter() - started
+    rss, code = (int(x) for x in usage.read_text().split())
     return Measure(seconds=elapsed, load_start=watch.load_start, load_max=watch.load_max,
-                   busy=watch.busy, exit=code, rss_kib=rss, hwm_kib=watch.hwm.get(child.pid))
+                   busy=watch.busy, exit=code, rss_kib=rss, hwm_kib=watch.hwm_kib)
 
 
 # --- what is measured --------------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from fleetaudit.models import Model
 
@@ -25,9 +25,8 @@ _NONCE = re.compile(r"^[A-Za-z0-9]{8,64}$")
 # A marker line after its `@@fa-NONCE:` prefix (checked apart): one pattern for every
 # stream, where one compiled per nonce cost 9% of the controller's CPU at 5,000 hosts.
 _MARKER_REST = re.compile(rb"(begin|end):([A-Za-z0-9_.-]+)(?::(-?\d+))?$")
-# The same, a whole line of text, any nonce: split_output keeps only its own.
-_MARKER_LINE = re.compile(
-    r"^@@fa-([A-Za-z0-9]+):(begin|end):([A-Za-z0-9_.-]+)(?::(-?\d+))?$", re.MULTILINE)
+_NEWLINE = ord("\n")
+_MARKER_TAIL = re.compile(r"(begin|end):([A-Za-z0-9_.-]+)(?::(-?\d+))?$", re.MULTILINE)
 # Exit status of GNU timeout and busybox >= 1.30 when the limit struck.
 TIMED_OUT = 124
 
@@ -135,26 +134,41 @@ def split_output(output: str, nonce: str) -> dict[str, Section]:
     sections: dict[str, Section] = {}
     current: str | None = None
     start = 0
-    for match in _MARKER_LINE.finditer(output):
-        if match.group(1) != nonce:
-            continue  # another batch's marker (or a forged one): the section's text
-        kind, name, status = match.group(2), match.group(3), match.group(4)
+    for at, match in _markers(output, nonce):
+        kind, name, status = match.group(1), match.group(2), match.group(3)
         if kind == "begin":
             if current is not None:
                 # Drop the newline build_script prints before the next begin marker.
-                text = output[start:match.start()]
+                text = output[start:at]
                 sections[current] = Section(name=current, text=text.removesuffix("\n"),
                                             exit_status=None)
             current, start = name, match.end() + 1
         elif current == name and status is not None:
             # build_script prints a newline before the end marker so it starts a line.
-            text = output[start:match.start()]
+            text = output[start:at]
             sections[name] = Section(name=name, text=text.removesuffix("\n"),
                                      exit_status=int(status))
             current = None
     if current is not None:
         sections[current] = Section(name=current, text=output[start:], exit_status=None)
     return sections
+
+
+def _markers(output: str, nonce: str) -> Iterator[tuple[int, re.Match[str]]]:
+    """Where each line holding one of this batch's markers starts, and the marker after
+    its `@@fa-NONCE:`. The prefix is found by str.find: a regex anchored at every line
+    start cost 4% of the controller's CPU at 5,000 hosts. Another nonce's marker, or a
+    marker not at a line start, is text."""
+    prefix = f"@@fa-{nonce}:"
+    at = output.find(prefix)
+    while at != -1:
+        if at == 0 or output[at - 1] == "\n":
+            match = _MARKER_TAIL.match(output, at + len(prefix))
+            if match is not None:
+                yield at, match
+                at = output.find(prefix, match.end())
+                continue
+        at = output.find(prefix, at + 1)
 
 
 class SectionStream:
@@ -182,38 +196,64 @@ class SectionStream:
         self.cut_here: list[str] = []  # sections cut here, at their cap or the budget
 
     def feed(self, data: bytes) -> None:
+        """Take the lines `data` completes. The lines between two markers are kept (or
+        counted) as one run, as they would be a line at a time: only the lines that
+        start with the batch's prefix are looked at one by one (a Python step per line
+        was the stream's cost)."""
         data = self._partial + data
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
-        for line in lines:
-            self._line(line, b"\n")
+        limit = data.rfind(b"\n") + 1  # complete lines end here
+        self._partial = data[limit:]
+        start = 0  # the first line not yet taken
+        at = data.find(self._prefix, 0, limit)
+        while at != -1:
+            if at == 0 or data[at - 1] == _NEWLINE:
+                eol = data.index(b"\n", at)
+                self._run(data, start, at)
+                start = eol + 1 if self._marker(data[at:eol]) else at
+                at = data.find(self._prefix, eol + 1, limit)
+            else:
+                at = data.find(self._prefix, at + 1, limit)
+        self._run(data, start, limit)
 
     def _line(self, line: bytes, ending: bytes) -> None:
-        if line.startswith(self._prefix):
-            match = _MARKER_REST.match(line, len(self._prefix))
-            if match is not None:
-                kind, name = match.group(1).decode(), match.group(2).decode()
-                if kind == "begin":
-                    if self._current is not None:
-                        self._finish(None)
-                    self._current = name
-                    self.begun.append(name)
-                    return
-                if name == self._current and match.group(3) is not None:
-                    self._finish(int(match.group(3)))
-                    return
+        if not (line.startswith(self._prefix) and self._marker(line)):
+            self._run(line + ending, 0, len(line) + len(ending))
+
+    def _marker(self, line: bytes) -> bool:
+        """Act on `line` if it is this batch's begin marker, or the running section's end
+        marker; False when it is text."""
+        match = _MARKER_REST.match(line, len(self._prefix))
+        if match is None:
+            return False
+        kind, name = match.group(1).decode(), match.group(2).decode()
+        if kind == "begin":
+            if self._current is not None:
+                self._finish(None)
+            self._current = name
+            self.begun.append(name)
+            return True
+        if name == self._current and match.group(3) is not None:
+            self._finish(int(match.group(3)))
+            return True
+        return False
+
+    def _run(self, data: bytes, start: int, stop: int) -> None:
+        """Whole lines of text, data[start:stop], kept in the running section up to its
+        cap and the budget (the rest counted), or counted outside any section."""
+        size = stop - start
+        if size <= 0:
+            return
         if self._current is None:
-            self.dropped += len(line) + len(ending)
+            self.dropped += size
             return
         cap = self._caps.get(self._current, self._default)
-        room = min(cap - len(self._text), self._room)
-        piece = line + ending
-        if len(piece) > room:
+        room = max(0, min(cap - len(self._text), self._room))
+        if size > room:
             self._cut = True
-            self.dropped += len(piece) - max(0, room)
-            piece = piece[:max(0, room)]
-        self._text += piece
-        self._room -= len(piece)
+            self.dropped += size - room
+            size = room
+        self._text += data[start:start + size]
+        self._room -= size
 
     def _finish(self, status: int | None) -> None:
         assert self._current is not None

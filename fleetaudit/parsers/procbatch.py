@@ -27,6 +27,7 @@ from fleetaudit.errors import ParseError
 
 _TEXT_LINE = re.compile(r"/proc/(?P<pid>\d{1,10})/(?P<kind>status|stat|cgroup):(?P<line>.*)",
                         re.DOTALL)
+_TEXT_KINDS = ("status", "stat", "cgroup")
 _STAT_LINE = re.compile(r"/proc/(?P<pid>\d{1,10}) (?P<rest>.*)")
 _STAT_EXE_LINE = re.compile(r"/proc/(?P<pid>\d{1,10})/exe (?P<rest>.*)")
 _ENV_RECORD = re.compile(r"/proc/(?P<pid>\d{1,10})/environ:(?P<name>[A-Za-z_][A-Za-z0-9_]*)=")
@@ -35,12 +36,25 @@ _MAPS_LINE = re.compile(r"/proc/(?P<pid>\d{1,10})/maps: (?P<path>/.*)")
 
 def parse_proc_texts(text: str, pids: Iterable[int]) -> dict[tuple[int, str], str]:
     """(PID, "status" | "stat" | "cgroup") -> that file's text, for every PID asked."""
+    pids = list(pids)
+    # Each line's file name is one of ours: looked up whole, where a regex per line was
+    # most of this parse (a PID not asked for, or garbage, still goes through the regex).
+    ours = {f"/proc/{pid}/{kind}": (pid, kind) for pid in pids for kind in _TEXT_KINDS}
     lines: dict[tuple[int, str], list[str]] = {}
-    for match in _matches(text, "\n", _TEXT_LINE, "grep -H of /proc files",
-                          "a '/proc/PID/FILE:' line"):
-        lines.setdefault((int(match["pid"]), match["kind"]), []).append(match["line"])
+    for number, record in enumerate(text.split("\n"), start=1):
+        if not record:
+            continue
+        name, colon, line = record.partition(":")
+        key = ours.get(name) if colon else None
+        if key is None:
+            match = _TEXT_LINE.fullmatch(record)
+            if match is None:
+                _fail("grep -H of /proc files", number, record,
+                      "not a '/proc/PID/FILE:' line")
+            key, line = (int(match["pid"]), match["kind"]), match["line"]
+        lines.setdefault(key, []).append(line)
     return {(pid, kind): "\n".join(lines[pid, kind]) + "\n" if (pid, kind) in lines else ""
-            for pid in pids for kind in ("status", "stat", "cgroup")}
+            for pid in pids for kind in _TEXT_KINDS}
 
 
 def parse_stat_lines(text: str, pids: Iterable[int], *, exe: bool) -> dict[int, str]:

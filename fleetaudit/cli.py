@@ -160,16 +160,16 @@ def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
             "the same command with "
             f"--resume {out_dir} to audit the rest.")
 
-    interrupt.message = (f"Interrupted: audit stopped, its nmap processes too; no host "
-                         f"finished: no report written (an empty run is left in {out_dir}).")
+    interrupt.message = ("Interrupted: audit stopped, its nmap processes too; no host "
+                         "had finished: no report written.")
     try:
         # Judged by run_audit, before anything is written: every format carries the findings.
         with view_for(level) as view:  # put away before anything else is printed
             outcome = interrupt.run(run_audit(rest, options, on_host_done=finished,
                                               policy=policy, journal=journal,
                                               progress=view)) if rest.hosts else None
-    except FleetAuditError:
-        if not resume and done == 0:  # refused before any host (nmap missing...): no run
+    except (FleetAuditError, interrupt.Interrupted):
+        if not resume and done == 0:  # refused, or stopped, before any host: no run to keep
             journal.discard()
         raise
     finally:

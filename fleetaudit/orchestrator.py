@@ -56,7 +56,13 @@ from fleetaudit.models import (
     Socket,
     Stage,
 )
-from fleetaudit.policy import Policy, apply_policy, baseline_policy, exit_code, judge_host
+from fleetaudit.policy import (
+    Policy,
+    baseline_policy,
+    exit_code,
+    judge_host,
+    summarize_judged,
+)
 from fleetaudit.progress import AuditObserver
 from fleetaudit.reconcile import reconcile_host
 from fleetaudit.report.journal import Journal
@@ -590,7 +596,8 @@ async def run_audit(
                                scan=scan_run.model_copy(update={"hosts": []})
                                if scan_run else None,
                                hosts=[judged[id(s)] for s in states])
-        results = apply_policy(audited, policy, today)
+        # Each host was judged as it finished (judge_host): only the summaries are left.
+        results = summarize_judged(audited, policy)
     return AuditOutcome(results=results.model_copy(update={"timings": timeline.timings()}),
                         nmap_xml_files=fleet.evidence if fleet else [])
 

@@ -315,3 +315,59 @@ def test_lab_report_in_a_browser(fleet, audit, browser):
         assert set(requests) == {url}
     finally:
         context.close()
+
+
+def test_a_run_killed_midway_keeps_its_hosts_and_resume_audits_only_the_rest(
+        fleet, audit, tmp_path):
+    """kill -9 while the last host (a port behind an iptables DROP: the connection hangs
+    until its timeout) is still connecting: the three finished hosts are in the journal;
+    --resume audits the last one alone, and the report has every host once."""
+    import os
+    import signal
+    import time
+
+    from fleetaudit.report.journal import JOURNAL, read_journal
+
+    out_dir, _, _ = audit
+    scans = [str(p) for p in sorted((out_dir / "nmap").glob("*.xml"))]
+    inventory = yaml.safe_load(fleet.inventory.read_text())
+    group = inventory["all"]["children"]["lab"]["hosts"]
+    [dropped] = [p for p in fleet.plants if p.verdict == "FILTERED"]
+    # Last in the file and by name: with one host at a time, it is the one left running.
+    group["zz-ghost"] = {**group[dropped.host], "ansible_port": dropped.port}
+    with_ghost = tmp_path / "inventory.yml"
+    with_ghost.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    run = tmp_path / "run"
+    args = ["audit", str(with_ghost), "--known-hosts", str(fleet.known_hosts),
+            "--connect-timeout", "5", "--concurrency", "1",
+            *[a for scan in scans for a in ("--nmap-xml", scan)]]
+    cli = subprocess.Popen([sys.executable, "-m", "fleetaudit", *args, "--out", str(run)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    real = sorted(h.name for h in fleet.hosts)
+    try:
+        while cli.poll() is None:  # the state under test: every real host done
+            if (run / JOURNAL).exists() and sorted(read_journal(run).hosts) == real:
+                break
+            time.sleep(0.01)  # a poll's pace
+        else:
+            pytest.fail(f"the run ended before it could be killed: {cli.communicate()}")
+        os.kill(cli.pid, signal.SIGKILL)
+    finally:
+        if cli.poll() is None:
+            os.kill(cli.pid, signal.SIGKILL)
+        cli.communicate(timeout=60)
+    assert cli.returncode == -signal.SIGKILL
+    assert not (run / "results.json").exists()
+    assert sorted(read_journal(run).hosts) == real  # the ghost was still connecting
+
+    resumed = fleetaudit(*args, "--resume", str(run))
+    assert resumed.returncode == 3, resumed.stderr  # the ghost is unreachable: incomplete
+    assert "3 hosts done, 1 to audit" in resumed.stdout
+    shown = [line.split()[0] for line in resumed.stdout.splitlines() if line.startswith("  ")]
+    assert shown == ["zz-ghost"]  # nothing audited twice
+    results = json.loads((run / "results.json").read_text())
+    assert [h["name"] for h in results["hosts"]] == [*group]  # nothing lost, inventory order
+    assert results["resumed_hosts"] == 3
+    assert not (run / JOURNAL).exists()  # the finished run's folder is its report
+    assert {h["name"]: h["status"] for h in results["hosts"]} == {
+        **dict.fromkeys(real, "ok"), "zz-ghost": "unreachable"}

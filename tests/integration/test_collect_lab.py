@@ -428,13 +428,19 @@ def test_orchestrator_runs_the_final_round_on_the_kept_connection(fleet):
         ports=[ExternalPort(proto=Proto.TCP, port=case.port, state="open")])])
 
     async def run() -> orchestrator._HostState:
+        from fleetaudit.progress import AuditObserver
+        from fleetaudit.timeline import Timeline
+
         state = orchestrator._HostState(host=login(fleet, case.host), address=address)
-        scan_task: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        scan_task.set_result((scan, None, None))
+        # The scan has already spoken of this host: its forwarded port, open.
+        state.scan_says = asyncio.get_running_loop().create_future()
+        state.scan_says.set_result(orchestrator._ScanSays(external=scan.hosts[0]))
         options = orchestrator.AuditOptions(ssh=SSHOptions(known_hosts=fleet.known_hosts))
-        await orchestrator._collect(state, options, asyncio.Semaphore(1),
-                                    orchestrator._Parking(1), scan_task,
-                                    connect=counting_connect)
+        finished: list[Any] = []
+        await orchestrator._audit_host(state, options, asyncio.Semaphore(1),
+                                       orchestrator._Parking(1), counting_connect, Timeline(),
+                                       lambda s, says: finished.append(says), AuditObserver())
+        assert len(finished) == 1
         return state
 
     state = asyncio.run(run())

@@ -352,7 +352,7 @@ def test_nmap_xml_is_matched_to_the_inventory_by_address(fleet, tmp_path):
                       "--nmap-xml", str(report), "--out", str(out), path=path)
     assert proc.returncode == 3, proc.stderr  # the second host is not fully audited
     assert not marker.exists()  # nothing was scanned
-    assert f"1 host(s) in the nmap XML are not in the inventory, ignored: {NOBODY}" \
+    assert f"1 host in the nmap XML not in the inventory, ignored: {NOBODY}" \
         in proc.stderr
     results = json.loads((out / "results.json").read_text())
     assert results["scan"]["source"] == "import"

@@ -60,7 +60,6 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   **help_options())  # not on a terminal: plain, never wrapped
 lab_app = typer.Typer(no_args_is_help=True, help="The lab fleet: SSH hosts in network namespaces.")
 app.add_typer(lab_app, name="lab")
-register_history(app)  # history, history import, diff
 
 
 def _print_version(asked: bool) -> None:
@@ -551,3 +550,7 @@ def lab_down(
     except LabError as exc:
         raise _fail(exc) from exc
     say("lab down")
+
+
+# Last, so that `--help` lists audit, inventory, check, report and demo first.
+register_history(app)  # history, history import, diff

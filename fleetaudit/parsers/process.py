@@ -273,7 +273,7 @@ def build_process(pid: int, facts: ProcessFacts, system: SystemFacts | None,
     unit, container = values.get("cgroup") or (None, None)
     netns: str | None = values.get("netns")
     host_netns = system.netns if system is not None else None
-    return ProcessInfo(
+    fields: dict[str, Any] = dict(
         pid=pid, exe=exe, exe_deleted=deleted,
         cmdline=redact_argv(values.get("cmdline") or [], redact),
         uid=uid, user=user, errors=errors,
@@ -284,6 +284,11 @@ def build_process(pid: int, facts: ProcessFacts, system: SystemFacts | None,
         systemd_unit=unit, container=container, netns=netns,
         foreign_netns=netns is not None and host_netns is not None and netns != host_netns,
     )
+    # Only the fields found (the same values: the others are their defaults). pydantic
+    # keeps, per instance, the set of field names it was given: 2.2 KB with all 21, more
+    # than the rest of the process's model; 0.7 KB with the dozen a process usually has.
+    return ProcessInfo(**{k: v for k, v in fields.items()
+                          if v is not None and v is not False and v != []})
 
 
 def _started_at(ticks: int | None, system: SystemFacts | None) -> datetime | None:

@@ -93,6 +93,37 @@ def install() -> None:
         return
     for signum in SIGNALS:
         signal.signal(signum, _handler)
+    signal.signal(signal.SIGALRM, _again)
+    if sys.unraisablehook is not _unraisable:
+        global _default_unraisable
+        _default_unraisable = sys.unraisablehook
+        sys.unraisablehook = _unraisable
+
+
+_default_unraisable = sys.unraisablehook
+RETRY = 0.01  # seconds before a stop that could not be raised is raised again
+
+
+def _unraisable(hook: Any) -> None:
+    """Interrupted raised where Python cannot propagate it (a weakref callback, such as an
+    import lock's clean-up while a command imports lazily, or a __del__) is neither a stop
+    to lose nor a traceback to print (seen under load: 'Exception ignored in: <function
+    _get_module_lock.<locals>.cb>' and six lines before the one line): it is raised again
+    moments later (SIGALRM), from whatever line then runs."""
+    if isinstance(hook.exc_value, Interrupted) and _state.signum is not None:
+        _state.raised = False
+        signal.setitimer(signal.ITIMER_REAL, RETRY)
+        return
+    _default_unraisable(hook)
+
+
+def _again(signum: int, frame: FrameType | None) -> None:
+    if _state.signum is None or _state.raised or _state.exiting:
+        return
+    if _state.defer:
+        return  # raised when the deferred block ends
+    _state.raised = True
+    raise Interrupted(_state.signum)
 
 
 def _raise_if_received() -> None:

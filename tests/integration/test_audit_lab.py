@@ -7,6 +7,7 @@ verdict, PID, executable and package.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -362,9 +363,10 @@ def test_a_run_killed_midway_keeps_its_hosts_and_resume_audits_only_the_rest(
 
     resumed = fleetaudit(*args, "--resume", str(run))
     assert resumed.returncode == 3, resumed.stderr  # the ghost is unreachable: incomplete
-    assert "3 hosts done, 1 to audit" in resumed.stdout
-    shown = [line.split()[0] for line in resumed.stdout.splitlines() if line.startswith("  ")]
-    assert shown == ["zz-ghost"]  # nothing audited twice
+    assert "3 hosts done, 1 to audit" in resumed.stderr
+    # One line per host audited, as each finishes: "[4.2s] 1/1 zz-ghost (10.99...) ...".
+    shown = re.findall(r"^\[[\d.]+s\] \d+/\d+ (\S+) ", resumed.stderr, re.MULTILINE)
+    assert shown == ["zz-ghost"], resumed.stderr  # nothing audited twice
     results = json.loads((run / "results.json").read_text())
     assert [h["name"] for h in results["hosts"]] == [*group]  # nothing lost, inventory order
     assert results["resumed_hosts"] == 3

@@ -2,7 +2,7 @@
 against each of its parts, in the same run on the same lab, for each fleet size.
 
     .venv/bin/python benchmarks/audit_bench.py [--hosts 50,200,500] [--forks 50]
-        [--repeat 1] [--skip-internal] [--summary FILE] [--keep DIR]
+        [--repeat 1] [--skip-internal] [--summary FILE] [--keep DIR] [--shared-pids]
 
 Root only (run it under the lab lock: `flock /tmp/fleetaudit-lab.lock ...`). For each
 size it brings up collect_bench's lab (bridge fa-cb0, 10.99.160.0/20, the internal-view

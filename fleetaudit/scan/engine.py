@@ -381,14 +381,36 @@ async def _inside_pass(runner: _Runner, job: NmapJob, settings: ScanSettings,
     version phase started, a single pass, a protocol the profile leaves out), one process
     per group of hosts with equal lists; `hosts` updated in place. A port already tried
     is never asked again (no retry). Waits for every host's listing: see `Listings`.
+
+    Two waves: the hosts whose listings are in now at once, the others when theirs are
+    all in. One wave for all made every host wait for the last listing of its batch
+    before a slow probe began: 200 lab hosts, the one listed UDP port's -sV (11 s)
+    started 4 s after discovery, when the last host's round 1 ended, and held the run.
     """
     if listings is None or not hosts:
         return
-    keys = [k for k in hosts if k in listings]
-    if keys:
-        await asyncio.wait([listings[k] for k in keys])
+    ready = [k for k in hosts if k in listings and listings[k].done()]
+    rest = [k for k in hosts if k not in ready]
+
+    async def later() -> None:
+        pending = [listings[k] for k in rest if k in listings]
+        if pending:
+            await asyncio.wait(pending)
+        await _inside_wave(runner, job, settings, hosts, listings, protos, tried, rest,
+                           "late" if ready else "inside")
+
+    await asyncio.gather(
+        _inside_wave(runner, job, settings, hosts, listings, protos, tried, ready, "inside"),
+        later())
+
+
+async def _inside_wave(runner: _Runner, job: NmapJob, settings: ScanSettings,
+                       hosts: dict[str, ExternalHost], listings: Listings,
+                       protos: Sequence[Proto], tried: Mapping[str, set[tuple[Proto, int]]],
+                       keys: Sequence[str], label: str) -> None:
+    """One wave of `_inside_pass`: `keys`, whose listings are all in."""
     got: dict[str, Listing] = {}
-    for key in hosts:
+    for key in keys:
         listing = _listing(listings.get(key))
         if listing is None:
             if (job.proto is settings.selections[0].proto and hosts[key].status == "up"
@@ -412,7 +434,7 @@ async def _inside_pass(runner: _Runner, job: NmapJob, settings: ScanSettings,
         by_target = {hosts[k].address: ports for k, ports in wanted.items()}
         batches = inside_batches(by_target, settings.batch_size,
                                  alone=settings.inside_per_host)
-        runs = await _version_runs(runner, f"{proto.value}-inside-{number}", proto, batches,
+        runs = await _version_runs(runner, f"{proto.value}-{label}-{number}", proto, batches,
                                    settings)
         for vjob, seen, failure in runs:
             for target in vjob.targets:

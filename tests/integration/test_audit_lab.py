@@ -160,8 +160,13 @@ def test_a_failing_host_is_an_outcome_not_the_end_of_the_run(fleet, tmp_path):
     group = inventory["all"]["children"]["lab"]["hosts"]
     first = next(iter(group.values()))
     group["ghost"] = {**first, "ansible_host": NOBODY}
+    # A real key the hosts do not authorize (a missing key file is refused
+    # before any contact: tests/integration/test_cli_precheck.py).
+    stranger = tmp_path / "stranger-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)],
+                   check=True, capture_output=True)
     group["wrongkey"] = {**next(iter(list(group.values())[1:])),
-                         "ansible_ssh_private_key_file": str(tmp_path / "no-such-key")}
+                         "ansible_ssh_private_key_file": str(stranger)}
     broken = tmp_path / "inventory.yml"
     broken.write_text(yaml.safe_dump(inventory))
     proc = fleetaudit("audit", str(broken), "--known-hosts", str(fleet.known_hosts),

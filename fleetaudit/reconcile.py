@@ -51,8 +51,16 @@ UNIDENTIFIED = frozenset({"tcpwrapped", "unknown"})
 _SERVICE_FAMILIES = {
     "http-alt": "http", "http-proxy": "http", "www": "http", "www-http": "http",
     "https-alt": "https", "ssl/http": "https", "ssl/https": "https",
-    "ssl/imap": "imaps", "ssl/pop3": "pop3s", "ssl/smtp": "smtps",
+    "ssl/imap": "imaps", "ssl/pop3": "pop3s", "ssl/smtp": "smtps", "ldapssl": "ldaps",
     "microsoft-ds": "smb", "netbios-ssn": "smb",
+}
+# -sV names what runs inside TLS and says tunnel="ssl" beside it: imaps on 993 is "imap"
+# through ssl (nmap 7.93 on a TLS-wrapped IMAP greeting; a Sagem router's telnetd on 992
+# in tests/fixtures/nmap-corpus). A protocol with a TLS port of its own is that service;
+# any other one (mysql over TLS) stays itself.
+_OVER_TLS = {
+    "http": "https", "imap": "imaps", "pop3": "pop3s", "smtp": "smtps", "ldap": "ldaps",
+    "ftp": "ftps", "telnet": "telnets", "domain": "domain-s",
 }
 
 # --- which processes fit which service (SERVICE_PROCESS_MISMATCH) --------------------------
@@ -77,6 +85,8 @@ SERVICE_PROCESSES: Mapping[str, frozenset[str]] = {
     "postgresql": frozenset({"postgres", "postmaster"}),
     "redis": frozenset({"redis-server"}),
 }
+# A TLS service is judged by the processes of the protocol inside it (vsftpd serves ftps).
+_INSIDE_TLS = {tls: plain for plain, tls in _OVER_TLS.items()}
 HTTP_FAMILIES = frozenset({"http", "https"})
 # An ordinary web app (Flask, Express, Tomcat, Rails, Mojolicious) is an interpreter serving
 # http: that fits. An interpreter answering as sshd does not.
@@ -278,8 +288,8 @@ def service_family(name: str | None, tunnel: str | None = None) -> str | None:
     if not name:
         return None
     name = name.lower().rstrip("?")
-    if tunnel == "ssl" and name == "http":
-        name = "https"
+    if tunnel == "ssl":
+        name = _OVER_TLS.get(name, name)
     return _SERVICE_FAMILIES.get(name, name)
 
 
@@ -452,8 +462,13 @@ def identified_services(proc: ProcessInfo) -> frozenset[str]:
     return frozenset(svc for svc, names in SERVICE_PROCESSES.items() if name in names)
 
 
+def _judged_as(family: str) -> str:
+    return family if family in SERVICE_PROCESSES else _INSIDE_TLS.get(family, family)
+
+
 def process_fits(family: str, proc: ProcessInfo) -> bool | None:
     """Whether the process can be serving `family`: None when the table cannot tell."""
+    family = _judged_as(family)
     name = process_name(proc)
     if family not in SERVICE_PROCESSES or name is None or name not in _KNOWN:
         return None
@@ -477,7 +492,7 @@ def _mismatch_verdicts(ext: ExternalPort | None,
         if process_fits(family, proc) is not False:
             continue
         name = process_name(proc)
-        expected = sorted(SERVICE_PROCESSES[family]
+        expected = sorted(SERVICE_PROCESSES[_judged_as(family)]
                           | (INTERPRETERS if family in HTTP_FAMILIES else frozenset()))
         hint = (": an SSH remote forward (ssh -R) looks like this" if name == "sshd" else "")
         verdicts.append(Verdict(

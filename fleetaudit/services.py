@@ -5,7 +5,9 @@ not what a reader means by "the service of this port". A port is nonstandard whe
 service everyone knows answers away from its own ports (ssh on 2222), or a port that
 belongs to such a service answers with another one (http on 22). Web servers roam:
 http and https are found on 8000, 8080, 9000 by design, so they count only on another
-service's port. Names are nmap's service names after `reconcile.service_family`.
+service's port. Names are nmap's service names after `reconcile.service_family`,
+which makes a protocol inside TLS its TLS service (imap through ssl is imaps): the
+TLS ports (ftps, telnets, smtps, domain-s, pop3s, imaps, ldaps, https) are their own.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ TCP, UDP = Proto.TCP, Proto.UDP
 
 WELL_KNOWN: Mapping[str, tuple[tuple[Proto, int], ...]] = {
     "ftp": ((TCP, 21),),
+    "ftps": ((TCP, 990),),
     "ssh": ((TCP, 22),),
     "telnet": ((TCP, 23),),
+    "telnets": ((TCP, 992),),
     "smtp": ((TCP, 25), (TCP, 587)),
     "smtps": ((TCP, 465),),
     "domain": ((TCP, 53), (UDP, 53)),
+    "domain-s": ((TCP, 853),),
     "kerberos-sec": ((TCP, 88), (UDP, 88)),
     "pop3": ((TCP, 110),),
     "pop3s": ((TCP, 995),),

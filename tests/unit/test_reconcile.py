@@ -2,6 +2,7 @@
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -23,6 +24,7 @@ from fleetaudit.models import (
     ToolsDisagreement,
     VerdictKind,
 )
+from fleetaudit.parsers.nmap import parse_nmap_xml
 from fleetaudit.reconcile import (
     HostFacts,
     identified_services,
@@ -35,6 +37,7 @@ from fleetaudit.reconcile import (
 )
 
 ADDR = "10.99.0.11"
+NMAP_CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "nmap-corpus"
 TCP = Proto.TCP
 SSHD = ProcessInfo(pid=100, exe="/usr/sbin/sshd", cmdline=["sshd: /usr/sbin/sshd -D"], uid=0,
                    user="root", package=PackageOwner(manager="dpkg", name="openssh-server"),
@@ -85,29 +88,55 @@ def test_ssh_on_port_24_is_nonstandard_and_nothing_else():
     assert reports[0].verdicts[0].message == "ssh on 24/tcp; ssh's port is 22/tcp"
 
 
-@pytest.mark.parametrize(("service", "port", "proto", "message"), [
-    ("ssh", 22, Proto.TCP, None),
-    ("ssh", 2222, Proto.TCP, "ssh on 2222/tcp; ssh's port is 22/tcp"),
-    ("http", 8000, Proto.TCP, None),  # web servers roam
-    ("http", 9000, Proto.TCP, None),  # cslistener in nmap's table: no one's port
-    ("https", 8443, Proto.TCP, None),
-    ("http", 22, Proto.TCP, "http on 22/tcp, which is ssh's port"),
-    ("ssh", 443, Proto.TCP, "ssh on 443/tcp, which is https's port"),
-    ("telnet", 2323, Proto.TCP, "telnet on 2323/tcp; telnet's port is 23/tcp"),
-    ("mysql", 3307, Proto.TCP, "mysql on 3307/tcp; mysql's port is 3306/tcp"),
-    ("redis", 6380, Proto.TCP, "redis on 6380/tcp; redis's port is 6379/tcp"),
-    ("domain", 53, Proto.UDP, None),
-    ("vnc", 5901, Proto.TCP, None),
-    ("elite", 31337, Proto.TCP, None),  # nmap's name for 31337 is no well-known service
-    ("irc", 6667, Proto.TCP, None),  # not in the table: not judged
+@pytest.mark.parametrize(("service", "port", "proto", "message", "tunnel"), [
+    ("ssh", 22, Proto.TCP, None, None),
+    ("ssh", 2222, Proto.TCP, "ssh on 2222/tcp; ssh's port is 22/tcp", None),
+    ("http", 8000, Proto.TCP, None, None),  # web servers roam
+    ("http", 9000, Proto.TCP, None, None),  # cslistener in nmap's table: no one's port
+    ("https", 8443, Proto.TCP, None, None),
+    ("http", 22, Proto.TCP, "http on 22/tcp, which is ssh's port", None),
+    ("ssh", 443, Proto.TCP, "ssh on 443/tcp, which is https's port", None),
+    ("telnet", 2323, Proto.TCP, "telnet on 2323/tcp; telnet's port is 23/tcp", None),
+    ("mysql", 3307, Proto.TCP, "mysql on 3307/tcp; mysql's port is 3306/tcp", None),
+    ("redis", 6380, Proto.TCP, "redis on 6380/tcp; redis's port is 6379/tcp", None),
+    ("domain", 53, Proto.UDP, None, None),
+    ("vnc", 5901, Proto.TCP, None, None),
+    ("elite", 31337, Proto.TCP, None, None),  # nmap's name for 31337 is no well-known service
+    ("irc", 6667, Proto.TCP, None, None),  # not in the table: not judged
+    # -sV names the protocol inside TLS, tunnel="ssl": on its TLS port it is that service
+    ("http", 443, Proto.TCP, None, "ssl"),
+    ("imap", 993, Proto.TCP, None, "ssl"),
+    ("pop3", 995, Proto.TCP, None, "ssl"),
+    ("smtp", 465, Proto.TCP, None, "ssl"),  # smtps, also called submissions
+    ("ldap", 636, Proto.TCP, None, "ssl"),
+    ("ftp", 990, Proto.TCP, None, "ssl"),
+    ("telnet", 992, Proto.TCP, None, "ssl"),
+    ("domain", 853, Proto.TCP, None, "ssl"),  # DNS over TLS
+    ("imap", 143, Proto.TCP, None, None),  # STARTTLS on the plain port: no tunnel
+    ("imap", 10993, Proto.TCP, "imaps on 10993/tcp; imaps's port is 993/tcp", "ssl"),
+    ("imap", 443, Proto.TCP, "imaps on 443/tcp, which is https's port", "ssl"),
+    ("mysql", 3306, Proto.TCP, None, "ssl"),  # no TLS port of its own: still mysql
 ])
-def test_nonstandard_port_table(service, port, proto, message):
-    reports = reconcile_host(host(ext(port, service=service, proto=proto),
+def test_nonstandard_port_table(service, port, proto, message, tunnel):
+    reports = reconcile_host(host(ext(port, service=service, proto=proto, tunnel=tunnel),
                                   scanned=((1, 65535),)),
                              view(sock(port, proto=proto)), scanned_address=ADDR)
     nonstandard = [v for r in reports for v in r.verdicts
                    if v.kind is VerdictKind.NONSTANDARD_PORT]
     assert [v.message for v in nonstandard] == ([message] if message else [])
+
+
+def test_a_tls_wrapped_service_on_its_tls_port_in_a_real_report():
+    # python-libnmap's full_sudo5.xml (nmap 5.21, -A): a Sagem router's telnetd over TLS on
+    # 992, reported as service "telnet" with tunnel "ssl". That is telnets on its own port.
+    run = parse_nmap_xml((NMAP_CORPUS / "full_sudo5.xml").read_bytes())
+    [router] = [h for h in run.hosts if h.address == "192.168.1.1"]
+    [telnets] = [p for p in router.ports if p.port == 992]
+    assert (telnets.service, telnets.tunnel, telnets.method) == ("telnet", "ssl", "probed")
+    assert service_family(telnets.service, telnets.tunnel) == "telnets"
+    reports = reconcile_host(router, None, scanned_address=router.address)
+    [report] = [r for r in reports if r.port == 992]
+    assert VerdictKind.NONSTANDARD_PORT not in [v.kind for v in report.verdicts]
 
 
 def test_service_from_the_table_alone_proves_nothing():
@@ -662,3 +691,14 @@ def test_the_internal_view_carries_its_own_evidence():
     assert kinds(reports, 31337) == [VerdictKind.HIDDEN_LISTENER]
     # ssh answers on 2222 (redirected to 22): reachable on a port that is not ssh's
     assert sorted(kinds(reports, 2222)) == [VerdictKind.FORWARDED, VerdictKind.NONSTANDARD_PORT]
+
+
+def test_a_tls_service_is_judged_by_the_processes_of_the_protocol_inside():
+    vsftpd = ProcessInfo(pid=7, exe="/usr/sbin/vsftpd")
+    socat = ProcessInfo(pid=8, exe="/usr/bin/socat")
+    for proc, expected in ((vsftpd, [VerdictKind.CONSISTENT]),
+                           (socat, [VerdictKind.SERVICE_PROCESS_MISMATCH])):
+        reports = reconcile_host(host(ext(990, service="ftp", tunnel="ssl", default="ftps")),
+                                 view(sock(990, pid=proc.pid), processes=[proc]),
+                                 scanned_address=ADDR)
+        assert kinds(reports, 990) == expected, proc.exe

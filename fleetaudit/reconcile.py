@@ -188,13 +188,16 @@ def reconcile_host(
     internal_missing: str | None = None,
     facts: HostFacts | None = None,
     not_scanned: str | None = None,
+    imported: bool = False,
 ) -> list[PortReport]:
     """Judge every port of one host; `*_missing` say why a view is absent; `facts` default
     to what the internal view carries.
 
     `not_scanned` (why the host could not be scanned at all: reached only through a jump
     host) makes every port UNKNOWN for that reason: without an outside view, even a
-    loopback-only listener's reachability is not something this audit observed."""
+    loopback-only listener's reachability is not something this audit observed.
+    `imported`: the outside view was read from a report (--nmap-xml), whose port list no
+    listing could widen; a listener outside it is said to be outside the imported scan."""
     facts = facts if facts is not None else facts_from_view(internal)
     processes: dict[int, ProcessInfo] = {}
     for proc in sorted(internal.processes if internal else [], key=_json):
@@ -228,6 +231,7 @@ def reconcile_host(
                                      else None),
                 internal_missing or ("no internal view for this host" if internal is None
                                      else None),
+                imported,
             )
         verdicts += _tools_disagree(proto, port, facts.disagreements)
         verdicts += _mismatch_verdicts(ext, reachable)
@@ -305,7 +309,7 @@ def probed_service(ext: ExternalPort | None) -> str | None:
 def _port_verdicts(
     proto: Proto, port: int, ext: ExternalPort | None, found: list[Socket],
     external: ExternalHost | None, scanned_address: str, facts: HostFacts,
-    external_missing: str | None, internal_missing: str | None,
+    external_missing: str | None, internal_missing: str | None, imported: bool = False,
 ) -> list[Verdict]:
     facts_seen = [describe_external(ext)] if ext else []
     facts_seen += [_describe_socket(s) for s in found]
@@ -337,8 +341,8 @@ def _port_verdicts(
                         evidence=facts_seen)]
     if ext is None and not external.was_scanned(proto, port):
         return [Verdict(kind=VerdictKind.UNKNOWN, severity=Severity.INFO,
-                        message=f"listening inside; {port}/{proto.value} was not in the "
-                                "scan's port list", evidence=facts_seen)]
+                        message=f"listening inside; {_unscanned(proto, port, external, imported)}",
+                        evidence=facts_seen)]
     if not reachable:
         bound = ", ".join(sorted({s.address for s in found}))
         return [Verdict(kind=VerdictKind.UNKNOWN, severity=Severity.INFO,
@@ -349,6 +353,16 @@ def _port_verdicts(
                     message=f"listening on a routable address but {state} from the scanner",
                     evidence=[*facts_seen, f"nmap: {port}/{proto.value} {state}"] if not ext
                     else facts_seen)]
+
+
+def _unscanned(proto: Proto, port: int, external: ExternalHost, imported: bool) -> str:
+    """Why the outside view has nothing on a port: the scan's own words where it has them."""
+    where = f"{port}/{proto.value}"
+    if external.timed_out:
+        return f"the scan of this host hit --host-timeout before {where} was looked at"
+    if imported:
+        return f"{where} is not in the imported scan (--nmap-xml)"
+    return f"{where} was not in the scan's port list"
 
 
 def _unexplained_open(proto: Proto, port: int, found: list[Socket], seen: list[str],

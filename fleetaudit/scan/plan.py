@@ -60,6 +60,8 @@ MAX_UNION_PORTS = 128
 # running at the same time is faster than a longer queue in one.
 MAX_BATCH_PROBES = 512
 
+NOT_REPORTED = "listed inside, not reported by the scan of it"
+
 # What a host's own listing says it listens on from the network: (protocol, port).
 Listing = frozenset[tuple[Proto, int]]
 
@@ -284,7 +286,9 @@ def merge_version(
     (one the host's own listing added) takes its state from the -sV run, which scanned
     it, and joins `scanned`. When -sV did not finish for this host (its process failed,
     was cut short, or the host hit --host-timeout) the open ports stay, unnamed but for
-    nmap's port-table guess, and the host says why in `errors`.
+    nmap's port-table guess, and the host says why in `errors`. An asked port that no
+    run covered is marked not probed with that reason (`mark_not_probed`), so its verdict
+    says what happened to it rather than that no scan asked for it.
     """
     asked_set = set(asked)
     listed = {p.port for p in base.ports if p.proto is proto}
@@ -295,7 +299,9 @@ def merge_version(
             "the host hit --host-timeout")
         note = f"service detection on {numbers} did not finish ({why}): open ports kept, " \
                "services not identified"
-        return base.model_copy(update={"errors": [*base.errors, note]})
+        return mark_not_probed(base.model_copy(update={"errors": [*base.errors, note]}),
+                               proto, fresh,
+                               f"listed inside; its service detection did not finish ({why})")
     found = {p.port: p for p in version.ports if p.proto is proto}
     errors = list(base.errors)
     ports: list[ExternalPort] = []
@@ -314,14 +320,15 @@ def merge_version(
                           f"{seen.state} in service detection moments later")
         ports.append(seen)
     covered: list[int] = []
+    missed: list[int] = []
     unlisted = version.unlisted_state(proto)
     for number in fresh:
         seen = found.get(number)
         if seen is None and version.was_scanned(proto, number) and unlisted is not None:
             seen = ExternalPort(proto=proto, port=number, state=unlisted)
         if seen is None:
-            errors.append(f"{number}/{proto.value}: listed inside, not reported by the scan "
-                          "of it")
+            errors.append(f"{number}/{proto.value}: {NOT_REPORTED}")
+            missed.append(number)
             continue
         ports.append(seen)
         covered.append(number)
@@ -331,12 +338,13 @@ def merge_version(
         scanned[proto] = [*scanned.get(proto, []),
                           *(PortRange(first=p, last=p) for p in covered)]
     errors += [e for e in version.errors if e not in errors]
-    return base.model_copy(update={
+    merged = base.model_copy(update={
         "ports": ports,
         "errors": errors,
         "scanned": scanned,
         "finished_at": _later(base.finished_at, version.finished_at),
     })
+    return mark_not_probed(merged, proto, missed, NOT_REPORTED)
 
 
 def format_list(ports: Sequence[int], proto: Proto) -> str:

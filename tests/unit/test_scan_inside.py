@@ -5,6 +5,7 @@ wiring with nmap replaced by a fake that writes XML (no packet is sent)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 import pytest
@@ -21,6 +22,7 @@ from fleetaudit.models import (
     Socket,
     VerdictKind,
 )
+from fleetaudit.parsers.nmap import parse_nmap_xml
 from fleetaudit.reconcile import reconcile_host
 from fleetaudit.scan import engine
 from fleetaudit.scan.command import make_settings, parse_port_spec
@@ -34,6 +36,8 @@ from fleetaudit.scan.plan import (
     merge_version,
     plan_version_batches,
     ports_to_add,
+    ports_to_identify,
+    with_proto,
 )
 
 TCP, UDP = Proto.TCP, Proto.UDP
@@ -134,6 +138,66 @@ def test_a_listed_port_takes_its_state_from_the_run_that_scanned_it():
     assert merged.extraports == base.extraports  # discovery's summary untouched
     failed = merge_version(base, None, TCP, {22, 47123}, "killed")
     assert not failed.was_scanned(TCP, 47123) and "47123" in failed.errors[0]
+
+
+NMAP_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nmap"
+TARPIT = 42050  # listening in the captures, outside discovery.xml's port list
+
+
+def nmap_fixture(name: str) -> ExternalHost:
+    (h,) = parse_nmap_xml((NMAP_FIXTURES / name).read_bytes()).hosts
+    return with_proto(h, TCP)
+
+
+def tarpit_verdict(external: ExternalHost) -> str:
+    view = InternalView(sockets=[sock("0.0.0.0", TARPIT)])
+    [report] = [r for r in reconcile_host(external, view, scanned_address="127.0.0.1")
+                if r.port == TARPIT]
+    verdict, *rest = report.verdicts
+    assert verdict.kind is VerdictKind.UNKNOWN
+    assert [v.message for v in rest] == [  # the listing names no owner: said apart
+        "no PID visible for this socket (not privileged, or another namespace)"]
+    return verdict.message
+
+
+@pytest.mark.parametrize(("version", "failure", "reason"), [
+    # the process failed: its own words
+    (None, "tcp scan failed (tcp-inside-01-1): killed",
+     "listed inside; its service detection did not finish (tcp scan failed "
+     "(tcp-inside-01-1): killed)"),
+    # -p 42022,42050 -sV --host-timeout 3s on the tarpit: timedout="true", no ports at all
+    ("host-timeout.xml", None,
+     "listed inside; its service detection did not finish (the host hit --host-timeout)"),
+    # a run that did not scan the port (-p 42001,42022,42080,42443): nmap says nothing of it
+    ("version-phase.xml", None, "listed inside, not reported by the scan of it"),
+])
+def test_a_listed_port_whose_probe_failed_says_why(version, failure, reason):
+    """Real captures: discovery did not scan 42050, the host's listing added it, and its
+    -sV did not cover it. The port says why, not that no scan asked for it."""
+    found = nmap_fixture("discovery.xml")
+    assert not found.was_scanned(TCP, TARPIT)
+    asked = ports_to_identify(found, TCP) | {TARPIT}
+    merged = merge_version(found, nmap_fixture(version) if version else None, TCP, asked,
+                           failure)
+    assert merged.not_probed == [NotProbed(proto=TCP, port=TARPIT, reason=reason)]
+    assert merged.errors  # the host's scan is still incomplete, and says so
+    assert tarpit_verdict(merged) == f"{TARPIT}/tcp not probed from outside: {reason}"
+
+
+def test_a_listener_outside_a_scan_that_timed_out_or_was_imported_says_so():
+    # discovery cut by --host-timeout: nmap drops every port, `scanned` stays empty
+    cut = nmap_fixture("host-timeout.xml")
+    assert cut.timed_out and not cut.was_scanned(TCP, TARPIT)
+    assert tarpit_verdict(cut) == ("listening inside; the scan of this host hit "
+                                   f"--host-timeout before {TARPIT}/tcp was looked at")
+    imported = nmap_fixture("discovery.xml")
+    view = InternalView(sockets=[sock("0.0.0.0", TARPIT)])
+    [report] = [r for r in reconcile_host(imported, view, scanned_address="127.0.0.1",
+                                          imported=True) if r.port == TARPIT]
+    assert report.verdicts[0].message == (f"listening inside; {TARPIT}/tcp is not in the "
+                                          "imported scan (--nmap-xml)")
+    assert tarpit_verdict(imported) == (f"listening inside; {TARPIT}/tcp was not in the "
+                                        "scan's port list")
 
 
 def test_udp_listed_without_root_is_a_stated_gap_on_the_port():

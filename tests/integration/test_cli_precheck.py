@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,12 +89,26 @@ def assert_stopped(done: subprocess.CompletedProcess[str], listener: socket.sock
 
 
 def test_the_listener_would_see_an_audit_that_went_on(place, listener):
+    """The cases below prove something only if an audit that goes on reaches the listener.
+    It answers as no SSH server does and hangs up, so the login fails at once (a silent
+    peer would hold the audit for the whole login limit)."""
+    came: list[bytes] = []
+
+    def answer() -> None:
+        listener.setblocking(True)
+        connection, _ = listener.accept()
+        with connection:
+            connection.sendall(b"not an ssh server\r\n")
+            came.append(connection.recv(256))
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
     hosts = inventory(place, listener, "ansible_connection=ssh")
     done = audit(hosts, "--nmap-xml", NMAP_XML, "--out", place / "run",
                  "--known-hosts", "/dev/null", "--connect-timeout", "2")
+    thread.join(timeout=10)
     assert done.returncode == 3, done.stderr  # it connected, the handshake failed
-    connection, _ = listener.accept()
-    connection.close()
+    assert came and came[0].startswith(b"SSH-2.0-"), came  # the audit's own greeting
 
 
 def test_out_that_is_a_file(place, listener):

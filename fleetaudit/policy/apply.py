@@ -24,7 +24,14 @@ from fleetaudit.models import (
     VerdictKind,
     Waiver,
 )
-from fleetaudit.policy.problems import ProblemKey, absorb, ordered_rules, problem_key
+from fleetaudit.policy.problems import (
+    ProblemKey,
+    absorb,
+    absorbing,
+    dominance,
+    ordered_rules,
+    problem_key,
+)
 from fleetaudit.policy.rules import SEVERITY_RANK, Hit, effective_rules, evaluate_host
 from fleetaudit.policy.schema import Policy, Rule
 
@@ -53,7 +60,9 @@ REMEDIATION: dict[str, str] = {
                                "hidden from ss by a rootkit.",
     VerdictKind.HIDDEN_LISTENER: "Treat the host as compromised: a port in use that no tool "
                                  "lists is a rootkit's mark. Investigate from trusted media.",
-    VerdictKind.FORWARDED: "Audit the forward's destination; remove the rule if unneeded.",
+    VerdictKind.FORWARDED: "A NAT rule sends this port elsewhere (see the evidence): remove "
+                           "the rule if nobody needs it, and audit its destination; the "
+                           "service's own configuration is not where this port comes from.",
     VerdictKind.UNOWNED_BINARY: "Find where the binary came from; run services from "
                                 "packages.",
     VerdictKind.DELETED_BINARY: "Restart the service if it was upgraded; otherwise find out "
@@ -115,7 +124,7 @@ def judge_host(host: HostResult, policy: Policy, today: date) -> HostResult:
 def _judge(host: HostResult, policy: Policy, today: date) -> tuple[HostResult, list[str]]:
     rules = effective_rules(policy, host.name, host.groups)
     findings = [_waive(f, policy.waivers, today)
-                for f in _findings(host.name, evaluate_host(host, rules))]
+                for f in _findings(host, evaluate_host(host, rules))]
     active = any(f.active for f in findings)
     compliant = False if active else (True if host.status is HostStatus.OK else None)
     return (host.model_copy(update={"findings": findings, "compliant": compliant}),
@@ -136,24 +145,37 @@ def exit_code(results: AuditResults, fail_on: Severity | None) -> ExitCode:
     return EXIT_OK
 
 
-def _findings(host: str, hits: Iterable[Hit]) -> list[Finding]:
+def _findings(host: HostResult, hits: Iterable[Hit]) -> list[Finding]:
     """One finding per problem (policy.problems): the hits of every rule that flags the
-    same fact on a port merged, the worst severity kept, the dominant rule's advice."""
+    same fact on a port merged, the worst severity kept, the dominant kind's advice.
+
+    Facts are stated dominant first, each once; a verdict the policy does not count but
+    that would absorb the problem (a NAT forward under an ssh-on-2222 problem) adds its
+    facts and, when it dominates, its advice, not its rule."""
     merged: dict[ProblemKey, list[Hit]] = {}
     for hit in hits:
         merged.setdefault(problem_key(hit.rule, hit.proto, hit.port), []).append(hit)
     absorb(merged)
+    verdicts = {(pr.proto, pr.port): pr.verdicts for pr in host.ports}
     findings = []
-    for (_, proto, port), group in merged.items():
+    for (family, proto, port), group in merged.items():
         rules = ordered_rules((h.rule for h in group), _RULE_ORDER)
         worst = max(group, key=lambda h: (SEVERITY_RANK[h.severity],
                                           -rules.index(h.rule)))
+        on_port = (verdicts.get((proto, port), []) if proto is not None and port is not None
+                   else [])
+        context = [Hit(v.kind.value, v.severity, proto, port, v.message, tuple(v.evidence))
+                   for v in on_port
+                   if v.kind.value in absorbing(family) and v.kind.value not in rules]
+        facts = sorted([*group, *context], key=lambda h: dominance(h.rule))
+        lead = min(facts, key=lambda h: (dominance(h.rule), -SEVERITY_RANK[h.severity],
+                                         rules.index(h.rule) if h.rule in rules else 0))
         findings.append(Finding(
-            id=finding_id(rules[0], host, proto, port), rule=rules[0], rules=rules,
-            severity=worst.severity, host=host, proto=proto, port=port,
-            message="; ".join(dict.fromkeys(h.message for h in group)),
-            evidence=list(dict.fromkeys(e for h in group for e in h.evidence)),
-            remediation=worst.remediation or REMEDIATION.get(worst.rule),
+            id=finding_id(rules[0], host.name, proto, port), rule=rules[0], rules=rules,
+            severity=worst.severity, host=host.name, proto=proto, port=port,
+            message="; ".join(dict.fromkeys(h.message for h in facts)),
+            evidence=list(dict.fromkeys(e for h in facts for e in h.evidence)),
+            remediation=lead.remediation or REMEDIATION.get(lead.rule),
         ))
     return sorted(findings, key=lambda f: (-SEVERITY_RANK[f.severity],
                                            f.proto.value if f.proto else "",

@@ -236,10 +236,10 @@ RULE_CASES = {
     "a verdict turned on, off, or given a severity": (
         "defaults: {verdicts: {FORWARDED: true, EXTERNAL_ONLY: false, "
         "NONSTANDARD_PORT: critical}}",
-        [port(24, "ssh", verdicts=[verdict(VerdictKind.FORWARDED, Severity.LOW),
-                                   verdict(VerdictKind.EXTERNAL_ONLY),
-                                   verdict(VerdictKind.NONSTANDARD_PORT, Severity.MEDIUM)])],
-        [("FORWARDED", 24, "low"), ("NONSTANDARD_PORT", 24, "critical")]),
+        [port(24, "ssh", verdicts=[verdict(VerdictKind.EXTERNAL_ONLY),
+                                   verdict(VerdictKind.NONSTANDARD_PORT, Severity.MEDIUM)]),
+         port(8080, "http", verdicts=[verdict(VerdictKind.FORWARDED, Severity.LOW)])],
+        [("FORWARDED", 8080, "low"), ("NONSTANDARD_PORT", 24, "critical")]),
 }
 
 

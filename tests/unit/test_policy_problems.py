@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from fleetaudit.models import ProcessInfo, Severity, VerdictKind
+from fleetaudit.models import (
+    ExternalHost,
+    ExternalPort,
+    InternalView,
+    ListenerSource,
+    PortRange,
+    ProcessInfo,
+    Severity,
+    Socket,
+    VerdictKind,
+)
+from fleetaudit.parsers.nat import parse_nat
 from fleetaudit.policy import apply_policy, finding_id
 from fleetaudit.policy.apply import REMEDIATION
 from fleetaudit.policy.rules import NO_PID_REMEDIATION
+from fleetaudit.policy.schema import Rule
+from fleetaudit.reconcile import reconcile_host
 from tests.unit.test_policy import (
+    ADDR,
     SSHD,
     TCP,
     TODAY,
@@ -22,6 +38,7 @@ from tests.unit.test_policy import (
     verdict,
 )
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # A listener whose executable no dpkg package owns: package_owned and UNOWNED_BINARY.
 LOOSE = ProcessInfo(pid=7, exe="/opt/x/kworker", package_manager="dpkg")
 UNOWNED = verdict(VerdictKind.UNOWNED_BINARY)
@@ -93,3 +110,60 @@ def test_compliance_counts_problems_for_each_rule_they_involve():
     counts = {o.rule: o.findings for o in fleet.rules}
     assert counts["package_owned"] == counts["UNOWNED_BINARY"] == 1
     assert len(judged.hosts[0].findings) == 1
+
+
+# --- the advice of the kind that dominates, whatever the severities ----------------------
+
+GONE = ProcessInfo(pid=9, exe="/opt/x/updater", exe_deleted=True, package_manager="dpkg")
+DELETED = verdict(VerdictKind.DELETED_BINARY)
+
+
+@pytest.mark.parametrize(("body", "report", "dominant"), [
+    # equal severity: the specific fact, not package_owned's "install it from a package"
+    ("defaults: {package_owned: true}",
+     port(80, "http", on(LOOSE), verdicts=[UNOWNED, SUSPICIOUS]), VerdictKind.SUSPICIOUS_PATH),
+    ("defaults: {package_owned: true}",
+     port(80, "http", on(GONE), verdicts=[DELETED, UNOWNED]), VerdictKind.DELETED_BINARY),
+    # a policy's severities do not reorder the problem kinds
+    ("defaults: {ssh_only_on_22: true, verdicts: {NONSTANDARD_PORT: critical}}",
+     port(31337, "ssh", verdicts=[HIDDEN, NONSTANDARD]), VerdictKind.HIDDEN_LISTENER),
+    ("defaults: {package_owned: true, verdicts: {UNOWNED_BINARY: critical}}",
+     port(80, "http", on(LOOSE), verdicts=[UNOWNED, SUSPICIOUS]), VerdictKind.SUSPICIOUS_PATH),
+    ("defaults: {ssh_only_on_22: true, verdicts: {NONSTANDARD_PORT: critical}}",
+     port(24, "ssh", on(SSHD), verdicts=[NONSTANDARD]), Rule.SSH_ONLY_ON_22),
+])
+def test_advice_follows_the_order_of_problem_kinds_not_their_severity(body, report, dominant):
+    [found] = findings(body, report)
+    assert found.remediation == REMEDIATION[dominant]
+    if isinstance(dominant, VerdictKind):
+        assert found.message.startswith(f"{dominant} here")  # the dominant fact first
+    assert found.id == finding_id(found.rules[0], "h1", TCP, report.port)  # ids unchanged
+
+
+def test_ssh_reached_through_a_nat_rule_is_advised_on_the_rule_and_shows_it():
+    """A real DNAT rule (nat/rules_root.txt: 41080 -> 10.0.0.5:22) and ssh answering on
+    41080: the fix is the rule, not sshd_config, whether or not FORWARDED counts."""
+    forwards = parse_nat((FIXTURES / "nat" / "rules_root.txt").read_text()).forwards
+    external = ExternalHost(address=ADDR, status="up", ports=[
+        ExternalPort(proto=TCP, port=41080, state="open", service="ssh", method="probed")],
+        scanned={TCP: [PortRange(first=1, last=65535)]})
+    internal = InternalView(sockets=[Socket(proto=TCP, address="0.0.0.0", port=22,
+                                            source=ListenerSource.SS)],
+                            processes=[SSHD], nat_forwards=forwards)
+    ports = reconcile_host(external, internal, scanned_address=ADDR)
+    [forwarded] = [p for p in ports if p.port == 41080]
+    assert [v.kind for v in forwarded.verdicts] == [VerdictKind.FORWARDED,
+                                                    VerdictKind.NONSTANDARD_PORT]
+    for body, rules in [
+        ("defaults: {ssh_only_on_22: true}", ["ssh_only_on_22", "NONSTANDARD_PORT"]),
+        ("defaults: {ssh_only_on_22: true, verdicts: {FORWARDED: true}}",
+         ["ssh_only_on_22", "NONSTANDARD_PORT", "FORWARDED"]),
+    ]:
+        [found] = findings(body, forwarded)
+        assert found.rules == rules
+        assert found.id == finding_id("ssh_only_on_22", "h1", TCP, 41080)
+        assert found.remediation == REMEDIATION[VerdictKind.FORWARDED]
+        assert "sshd_config" not in found.remediation
+        assert ("nat: -A PREROUTING -p tcp -m tcp --dport 41080 -j DNAT --to-destination "
+                "10.0.0.5:22") in found.evidence
+        assert found.message.startswith("open from outside and forwarded to 10.0.0.5:22")

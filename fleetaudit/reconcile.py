@@ -562,17 +562,25 @@ def _binary_verdicts(listeners: Iterable[ListenerEvidence],
     return verdicts
 
 
+# One fact, one sentence: the policy's package_owned states these facts too, in these
+# words, so a finding that merges both states each once.
+def deleted_message(proc: ProcessInfo) -> str:
+    return f"{proc.exe} (pid {proc.pid}) was deleted after it started"
+
+
+def unowned_message(proc: ProcessInfo) -> str:
+    return f"{proc.exe} (pid {proc.pid}) belongs to no {proc.package_manager} package"
+
+
 def _judge_process(
     proc: ProcessInfo, integrity: Mapping[str, list[IntegrityEvidence]],
 ) -> list[tuple[VerdictKind, Severity, str, list[str]]]:
     exe = proc.exe or ""
     found: list[tuple[VerdictKind, Severity, str, list[str]]] = []
     if proc.exe_deleted:
-        found.append((VerdictKind.DELETED_BINARY, Severity.HIGH,
-                      f"{exe} was deleted after the process started", []))
+        found.append((VerdictKind.DELETED_BINARY, Severity.HIGH, deleted_message(proc), []))
     if proc.package_manager and proc.package is None:
-        found.append((VerdictKind.UNOWNED_BINARY, Severity.HIGH,
-                      f"{exe} belongs to no {proc.package_manager} package", []))
+        found.append((VerdictKind.UNOWNED_BINARY, Severity.HIGH, unowned_message(proc), []))
     modified = [c for c in integrity.get(exe, []) if c.status == "modified"]
     if modified:
         found.append((VerdictKind.MODIFIED_BINARY, Severity.HIGH,

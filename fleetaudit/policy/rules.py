@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import TypeVar
 
+from fleetaudit import services
 from fleetaudit.models import (
     HostResult,
     ListenerEvidence,
@@ -38,12 +39,14 @@ from fleetaudit.policy.schema import (
 )
 from fleetaudit.reconcile import (
     OPEN_STATES,
+    deleted_message,
     describe_external,
     describe_process,
     identified_services,
     is_loopback_address,
     probed_service,
     service_family,
+    unowned_message,
 )
 
 T = TypeVar("T")
@@ -304,11 +307,9 @@ def _package_owned(host: HostResult, rules: EffectiveRules) -> Iterator[Hit]:
                                         "unreadable"))
             else:
                 if proc.exe_deleted:
-                    problems.append((True, f"{proc.exe} (pid {proc.pid}) was deleted after it "
-                                           "started: what runs is not what a package installed"))
+                    problems.append((True, deleted_message(proc)))
                 if proc.package is None and proc.package_manager:
-                    problems.append((True, f"{proc.exe} (pid {proc.pid}) belongs to no "
-                                           f"{proc.package_manager} package"))
+                    problems.append((True, unowned_message(proc)))
                 elif proc.package is None:
                     problems.append((False, f"{proc.exe} (pid {proc.pid}): no package manager "
                                             "to ask who owns it"))
@@ -329,8 +330,9 @@ def _ssh_only_on_22(host: HostResult, rules: EffectiveRules) -> Iterator[Hit]:
         if pr.proto is not Proto.TCP or pr.port == 22:
             continue
         problems: list[Problem] = []
-        if probed_service(pr.external) == "ssh":
-            problems.append((True, f"nmap identified ssh on {_where(pr)}"))
+        if probed_service(pr.external) == "ssh":  # NONSTANDARD_PORT's words: one fact
+            problems.append((True, services.nonstandard("ssh", pr.proto, pr.port)
+                             or f"nmap identified ssh on {_where(pr)}"))
         problems += [(True, f"{proc.exe} (pid {proc.pid}) listens on {_where(pr)}")
                      for proc in _processes(_routable(pr)) if "ssh" in identified_services(proc)]
         yield from _hits(Rule.SSH_ONLY_ON_22, rules, pr, problems, _evidence(pr))

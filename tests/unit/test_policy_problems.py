@@ -18,11 +18,12 @@ from fleetaudit.models import (
     VerdictKind,
 )
 from fleetaudit.parsers.nat import parse_nat
-from fleetaudit.policy import apply_policy, finding_id
+from fleetaudit.policy import apply_policy, baseline_policy, finding_id
 from fleetaudit.policy.apply import REMEDIATION
 from fleetaudit.policy.rules import NO_PID_REMEDIATION
 from fleetaudit.policy.schema import Rule
 from fleetaudit.reconcile import reconcile_host
+from fleetaudit.report import results_from_json
 from tests.unit.test_policy import (
     ADDR,
     SSHD,
@@ -167,3 +168,46 @@ def test_ssh_reached_through_a_nat_rule_is_advised_on_the_rule_and_shows_it():
         assert ("nat: -A PREROUTING -p tcp -m tcp --dport 41080 -j DNAT --to-destination "
                 "10.0.0.5:22") in found.evidence
         assert found.message.startswith("open from outside and forwarded to 10.0.0.5:22")
+
+
+# --- a real audit: each fact once, the advice of what dominates ------------------------------
+
+
+def test_a_real_lab_audit_states_each_fact_once():
+    """tests/fixtures/drift/before.json, a real audit of the lab fleet, reconciled and
+    judged again by the baseline: a binary no package owns used to be said twice
+    ("kworker (pid N) belongs to no dpkg package; kworker belongs to no dpkg package")."""
+    run = results_from_json((FIXTURES / "drift" / "before.json").read_text(encoding="utf-8"))
+    hosts = [h.model_copy(update={"ports": reconcile_host(h.external, h.internal,
+                                                          scanned_address=h.address)})
+             for h in run.hosts]
+    judged = apply_policy(run.model_copy(update={"hosts": hosts}), baseline_policy(), TODAY)
+    found = {(h.name, f.port, f.rule): f for h in judged.hosts for f in h.findings}
+    lab = "/run/fleetaudit-drift-capture/hosts/lab-01"
+    assert {key: f.message for key, f in found.items() if key[2] != "TOOLS_DISAGREE"} == {
+        ("lab-01", 80, "package_owned"):
+            f"{lab}/kworker (pid 16130) belongs to no dpkg package",
+        ("lab-01", 8090, "package_owned"):
+            f"{lab}/update-notifier (pid 16135) was deleted after it started; "
+            f"{lab}/update-notifier (pid 16135) belongs to no dpkg package",
+        ("lab-02", 5355, "package_owned"):
+            "/tmp/.X11-fa41a9f864/dbus-daemon runs from a temporary or hidden directory; "
+            "/tmp/.X11-fa41a9f864/dbus-daemon (pid 16136) belongs to no dpkg package",
+        ("lab-01", 24, "ssh_only_on_22"):
+            "ssh on 24/tcp; ssh's port is 22/tcp; /usr/sbin/sshd (pid 16116) listens on 24/tcp",
+        ("lab-02", 2222, "ssh_only_on_22"):
+            "open from outside and forwarded to (this host):22 by a NAT rule; whatever "
+            "answers there was not audited here; ssh on 2222/tcp; ssh's port is 22/tcp",
+        ("lab-03", 31337, "HIDDEN_LISTENER"):
+            "open from outside and the port is in use inside, but no tool lists a listener "
+            "on it: a listener hidden from the tools",
+        ("lab-03", 4444, "package_owned"):
+            "/usr/bin/python3.11 differs from what its package installed",
+        ("lab-03", 8000, "package_owned"):
+            "/usr/bin/python3.11 differs from what its package installed",
+    }
+    advice = {key[:2]: f.remediation for key, f in found.items()}
+    assert advice[("lab-01", 8090)] == REMEDIATION[VerdictKind.DELETED_BINARY]
+    assert advice[("lab-02", 5355)] == REMEDIATION[VerdictKind.SUSPICIOUS_PATH]
+    assert advice[("lab-02", 2222)] == REMEDIATION[VerdictKind.FORWARDED]
+    assert any(e.startswith("nat: ") for e in found[("lab-02", 2222, "ssh_only_on_22")].evidence)

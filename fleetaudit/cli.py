@@ -236,9 +236,11 @@ def audit(
                                              help="Hosts collected at once")] = 50,
     profile: Annotated[Profile, typer.Option(
         help="quick: top 1000 TCP ports; standard: all 65535 TCP ports; full: standard + top "
-             "100 UDP ports (root)")] = Profile.QUICK,
+             "100 UDP ports (root). Each host's own listed ports (non-loopback, TCP and "
+             "UDP) are always added")] = Profile.QUICK,
     ports: Annotated[str | None, typer.Option(
-        help="nmap port list, replacing the profile's (e.g. 22,80,1-1024 or T:22,U:53)")
+        help="nmap port list, replacing the profile's (e.g. 22,80,1-1024 or T:22,U:53); "
+             "each host's own listed ports are still added")
     ] = None,
     nmap_xml: Annotated[list[Path] | None, typer.Option(
         "--nmap-xml", metavar="FILE",

@@ -48,8 +48,6 @@ _PROCESS_READS = {
     "cat": "each listener's command line, and /proc/net's tables",
 }
 _NAT_TOOLS = ("iptables-save", "ip6tables-save", "nft")
-# Beyond the manager's own tool, what its integrity check runs (dpkg's md5sums).
-_INTEGRITY_TOOLS: dict[str, str | None] = {"dpkg": "md5sum", "rpm": None, "pacman": None}
 # Asked on each host: the collection's tools and the limits'.
 CHECKED_TOOLS = tuple(dict.fromkeys((*INTERNAL_TOOLS, *_LIMITS)))
 _SUDO_LIST_LINES = 40
@@ -231,14 +229,14 @@ def judge(base: PreflightHost, present: Sequence[str], missing: Sequence[str],
                     f"reads: {known})")
     else:
         uses.append(manager.tool)
-        needs = _INTEGRITY_TOOLS.get(manager.name)
-        if needs is None or needs in have:
-            uses += [needs] if needs else []
+        needs = [t for t in manager.integrity_tools if t not in have]
+        if not needs:
+            uses += manager.integrity_tools
             will.append(f"package owner and integrity of each executable ({manager.name})")
         else:
-            lacking.append(needs)
+            lacking += needs
             will.append(f"package owner of each executable ({manager.name})")
-            wont.append(f"integrity of packaged executables (no {needs})")
+            wont.append(f"integrity of packaged executables (no {', '.join(needs)})")
     if first("python3", "perl") is None:
         lacking.append("python3")
         wont.append("bind probes for ports open outside and unseen inside (no python3 or "

@@ -13,7 +13,7 @@ import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from fleetaudit.batch import BatchCommand, Section
 from fleetaudit.errors import ParseError
@@ -57,12 +57,36 @@ from fleetaudit.parsers.process import (
 from fleetaudit.parsers.ss import parse_ss
 from fleetaudit.parsers.tools import parse_command_v
 
+if TYPE_CHECKING:
+    from fleetaudit.packagers.base import PackageManager
+
 T = TypeVar("T")
 
-# Tools the internal-view probes can use, for a Coverage report: which ones a host lacks.
-INTERNAL_TOOLS = ("ss", "netstat", "busybox", "lsof", "readlink", "stat", "cat", "sha256sum",
-                  "openssl", "md5sum", "getconf", "dpkg", "rpm", "pacman", "python3", "perl",
-                  "iptables-save", "ip6tables-save", "nft", "sudo")
+# The probes' own tools, around the package managers' (`internal_tools`). Their order is
+# the tools probe's command, which the captured answers (tests/fixtures) are keyed by.
+_LISTING_TOOLS = ("ss", "netstat", "busybox", "lsof", "readlink", "stat", "cat", "sha256sum",
+                  "openssl")
+_OTHER_TOOLS = ("python3", "perl", "iptables-save", "ip6tables-save", "nft", "sudo")
+
+
+def internal_tools(managers: Sequence[PackageManager]) -> tuple[str, ...]:
+    """Tools the internal-view probes can use, for a Coverage report (which ones a host
+    lacks): the probes' own, each manager's integrity tools and each manager's own."""
+    extra = [t for m in managers for t in m.integrity_tools]
+    return tuple(dict.fromkeys((*_LISTING_TOOLS, *extra, "getconf",
+                                *(m.tool for m in managers), *_OTHER_TOOLS)))
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """`INTERNAL_TOOLS`, built from `packagers.MANAGERS` on first use: the managers'
+    modules build their probes from this one, so importing them at its top is a cycle."""
+    if name != "INTERNAL_TOOLS":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from fleetaudit.packagers import MANAGERS
+
+    tools = internal_tools(MANAGERS)
+    globals()[name] = tools
+    return tools
 
 
 @dataclass(frozen=True)

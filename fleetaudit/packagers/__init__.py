@@ -2,7 +2,7 @@
 executable, its version, and whether the file still matches the package.
 
 Adding one (apk, say) is a module beside these with its probes and a `MANAGER`, listed
-in `MANAGERS`; collection asks nothing else of it.
+in `MANAGERS`; collection, the tools probe and `fleetaudit check` ask nothing else of it.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ owns each, and `integrity_probe` whether each file still matches its package's c
 Most managers verify a package by its name, which only the owner probe's answer gives:
 their integrity round comes after it. One that verifies by path (`rpm -Vf`) runs both in
 one round (`verifies_by_path`). Where the owner lists do not say the version (dpkg's),
-`version_probe` asks for it with the integrity round.
+`version_probe` asks for it with the integrity round. What else its integrity check runs
+(dpkg's `md5sum`) is `integrity_tools`: the tools probe and `fleetaudit check` take every
+tool name from here, so a new manager is one module and its entry in `MANAGERS`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class PackageManager:
     integrity_probe: Callable[[Mapping[str, str]], Probe[list[IntegrityResult]]]
     version_probe: Callable[[Sequence[str]], Probe[dict[str, str]]] | None = None
     verifies_by_path: bool = False
+    # Beyond `tool`, what its integrity check runs on the host; without them, owners only.
+    integrity_tools: tuple[str, ...] = ()
 
 
 def quoted_paths(paths: Sequence[str]) -> str:

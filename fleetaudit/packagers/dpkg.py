@@ -78,4 +78,5 @@ def integrity_probe(targets: Mapping[str, str]) -> Probe[list[IntegrityResult]]:
 
 
 MANAGER = PackageManager(name="dpkg", tool="dpkg", owner_probe=owner_probe,
-                         integrity_probe=integrity_probe, version_probe=version_probe)
+                         integrity_probe=integrity_probe, version_probe=version_probe,
+                         integrity_tools=("md5sum",))

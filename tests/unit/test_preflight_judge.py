@@ -9,12 +9,15 @@ line, as `command -v` would give it.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 
+from fleetaudit import packagers
 from fleetaudit.models import HostStatus, SystemFacts
+from fleetaudit.packagers import pacman
 from fleetaudit.parsers.hostfacts import parse_host_facts
 from fleetaudit.parsers.tools import parse_command_v
 from fleetaudit.preflight import (
@@ -142,6 +145,24 @@ def test_a_host_without_a_package_manager_we_read_lists_none_as_missing():
     assert not {"dpkg", "rpm", "pacman", "md5sum"} & set(host.missing_tools)
     assert any(w.startswith("package ownership and integrity (no package manager") for w
                in host.wont_see)
+
+
+def test_a_new_manager_s_integrity_tools_come_from_its_module(monkeypatch):
+    """A manager registered in packagers.MANAGERS is judged by its own `integrity_tools`:
+    no list in this module to edit."""
+    apk = dataclasses.replace(pacman.MANAGER, name="apk", tool="apk",
+                              integrity_tools=("sha512sum",))
+    monkeypatch.setattr(packagers, "MANAGERS", (apk,))
+    present, missing = debian_tools()
+    lacking = check([*present, "apk"], missing)
+    assert "apk" in lacking.uses and lacking.missing_tools == ["sha512sum"]
+    assert lacking.will_see.count("package owner of each executable (apk)") == 1
+    assert "integrity of packaged executables (no sha512sum)" in lacking.wont_see
+    whole = check([*present, "apk", "sha512sum"], missing)
+    assert {"apk", "sha512sum"} <= set(whole.uses) and whole.complete
+    assert "package owner and integrity of each executable (apk)" in whole.will_see
+    # The checked list is built from the registered managers' tools too.
+    assert {"md5sum", "dpkg", "rpm", "pacman"} <= set(CHECKED_TOOLS)
 
 
 def test_sudo_is_named_only_when_the_audit_would_use_it():

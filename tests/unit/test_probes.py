@@ -8,6 +8,7 @@ command through /bin/sh with `echo` standing in for the tool.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import subprocess
@@ -23,6 +24,7 @@ from fleetaudit.probes import (
     INTERNAL_TOOLS,
     bind_probe,
     host_facts_probe,
+    internal_tools,
     nat_probe,
     netstat_probe,
     proc_net_probe,
@@ -100,8 +102,19 @@ def test_a_host_is_asked_through_the_first_package_manager_it_has():
     assert packagers.detect(["ss", "rpm", "dpkg"]) is dpkg.MANAGER
     assert packagers.detect(["pacman"]) is pacman.MANAGER
     assert packagers.detect(["apk", "ss"]) is None  # not known yet: one module away
-    # Each manager's tool is one the tools probe asks about.
-    assert {m.tool for m in packagers.MANAGERS} <= set(INTERNAL_TOOLS)
+    # Each manager's tools are ones the tools probe asks about: the list is built from them.
+    assert internal_tools(packagers.MANAGERS) == INTERNAL_TOOLS
+    assert {"dpkg", "rpm", "pacman", "md5sum"} <= set(INTERNAL_TOOLS)
+
+
+def test_a_new_manager_s_tools_are_asked_about_with_no_other_edit(monkeypatch):
+    apk = dataclasses.replace(pacman.MANAGER, name="apk", tool="apk",
+                              integrity_tools=("sha512sum",))
+    monkeypatch.setattr(packagers, "MANAGERS", (*packagers.MANAGERS, apk))
+    assert packagers.detect(["apk", "ss"]) is apk
+    tools = internal_tools(packagers.MANAGERS)
+    assert {"apk", "sha512sum"} <= set(tools) and len(tools) == len(set(tools))
+    assert "sha512sum" not in INTERNAL_TOOLS  # the registered list is not touched
 
 
 def test_integrity_probe_quotes_a_hostile_path():

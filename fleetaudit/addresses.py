@@ -25,6 +25,16 @@ def is_ip(text: str | None) -> bool:
     return text is not None and parse(text) is not None
 
 
+def literal(text: str) -> str | None:
+    """`text` in canonical form when it is an IP address as written (brackets allowed, an
+    IPv6 scope kept: a link-local address is reached through it), else None: a name, to
+    be resolved."""
+    try:
+        return str(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        return None
+
+
 def canonical(address: str) -> str:
     """An address without brackets and IPv6 scope, in its canonical form when it is an IP
     (nmap reports hosts so); anything else unchanged but for the scope."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import ipaddress
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -193,11 +192,9 @@ def _route_address(state: _HostState) -> str | None:
 async def _resolve(state: _HostState) -> None:
     """Inventory names become addresses once, so nmap gets IPs and never resolves itself."""
     assert state.address is not None
-    try:
-        state.address = str(ipaddress.ip_address(state.address))
+    if (ip := addresses.literal(state.address)) is not None:
+        state.address = ip
         return
-    except ValueError:
-        pass
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
             state.address, None, type=socket.SOCK_STREAM)

@@ -12,14 +12,13 @@ dpkg host, not netstat where ss lists, not busybox where either does.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import secrets
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import Field
 
-from fleetaudit import packagers
+from fleetaudit import addresses, packagers
 from fleetaudit.batch import BatchCommand, Section, build_script, split_output
 from fleetaudit.errors import AuthError, ConfigError, HostKeyError, ParseError, TransportError
 from fleetaudit.models import HostStatus, Inventory, InventoryHost, Model, SystemFacts
@@ -288,9 +287,9 @@ async def run_preflight(inventory: Inventory, options: SSHOptions,
         address = target.host
         async with limit:
             if not target.jumps:  # through jump hosts, the last one resolves the name
-                try:
-                    address = str(ipaddress.ip_address(address))
-                except ValueError:
+                if (ip := addresses.literal(address)) is not None:
+                    address = ip
+                else:
                     try:
                         infos = await asyncio.get_running_loop().getaddrinfo(address, None)
                     except OSError as exc:

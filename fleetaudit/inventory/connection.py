@@ -11,13 +11,13 @@ audited until the value is written out.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import shlex
 from typing import Any
 
 from pydantic import ValidationError
 
+from fleetaudit import addresses
 from fleetaudit.models import Connection, InventoryHost
 
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -61,11 +61,8 @@ def is_templated(value: Any) -> bool:
 
 def valid_address(text: str) -> bool:
     """An IP address, or a DNS-style host name (no shell or ssh option can hide in it)."""
-    try:
-        ipaddress.ip_address(text.split("%", 1)[0].strip("[]"))
+    if addresses.is_ip(text):
         return True
-    except ValueError:
-        pass
     labels = text.rstrip(".").split(".")
     return 0 < len(text) <= 253 and all(_LABEL.match(label) for label in labels)
 

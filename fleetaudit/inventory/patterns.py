@@ -10,9 +10,9 @@ silently audit the wrong hosts (or none).
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
 import re
 
+from fleetaudit import addresses
 from fleetaudit.inventory.data import InventoryData
 from fleetaudit.inventory.ranges import split_port
 
@@ -32,11 +32,7 @@ def split_patterns(pattern: str) -> list[str]:
         parts = pattern.split(",")
     else:
         name, _ = split_port(pattern.strip())
-        try:
-            ipaddress.ip_address(name.strip("[]"))
-            whole = True
-        except ValueError:
-            whole = bool(_HOSTNAME.match(name))
+        whole = addresses.literal(name) is not None or bool(_HOSTNAME.match(name))
         parts = [pattern] if whole else _SPLIT.findall(pattern)
     return [p.strip() for p in parts if p.strip()]
 

@@ -262,7 +262,9 @@ def audit(
         "--nmap-arg", metavar="OPTION",
         help="Extra nmap timing/intensity option from an allowlist (repeatable), "
              "e.g. -T4 or --max-retries=2, each given as --nmap-arg=OPTION")] = None,
-    connect_timeout: Annotated[float, typer.Option(min=1.0, help="SSH connect timeout, s")] = 10.0,
+    connect_timeout: Annotated[float, typer.Option(
+        min=1.0, help="TCP connect timeout, s; the SSH login after it (banner, key exchange, "
+                      "authentication) has its own limit, 60 s")] = 10.0,
     ssh_config: Annotated[Path | None, typer.Option(
         "--ssh-config", metavar="FILE",
         help="OpenSSH client config (default: ~/.ssh/config if present): Host, HostName, "
@@ -440,7 +442,9 @@ def check(
     host_key_policy: Annotated[HostKeyPolicy, typer.Option(
         help="strict | accept-new | off")] = HostKeyPolicy.STRICT,
     concurrency: Annotated[int, typer.Option(min=1, max=1000, help="Hosts checked at once")] = 50,
-    connect_timeout: Annotated[float, typer.Option(min=1.0, help="SSH connect timeout, s")] = 10.0,
+    connect_timeout: Annotated[float, typer.Option(
+        min=1.0, help="TCP connect timeout, s; the SSH login after it (banner, key exchange, "
+                      "authentication) has its own limit, 60 s")] = 10.0,
     ssh_config: Annotated[Path | None, typer.Option(
         "--ssh-config", metavar="FILE",
         help="OpenSSH client config (default: ~/.ssh/config if present): Host, HostName, "

@@ -13,7 +13,7 @@ import asyncssh
 import pytest
 
 from fleetaudit.collect import CollectOptions, collect_internal
-from fleetaudit.errors import ConnectError, HostKeyChangedError, HostKeyError
+from fleetaudit.errors import AuthError, ConnectError, HostKeyChangedError, HostKeyError
 from fleetaudit.models import HostStatus, Inventory, InventoryHost, Severity
 from fleetaudit.orchestrator import AuditOptions, run_audit
 from fleetaudit.policy import baseline_policy
@@ -198,3 +198,46 @@ def test_a_server_offering_another_key_raises_the_change_with_its_fingerprints(t
     assert changed.offered == served.get_fingerprint()
     assert changed.recorded == [other.get_fingerprint()]
     assert "HOST KEY CHANGED" in str(changed)
+
+
+def test_a_key_path_that_is_a_folder_is_a_key_error_before_any_packet(tmp_path):
+    """Issue 11 item 6: a folder given as the key (inventory or ssh_config) is an
+    authentication error naming it, found before connecting, never "unreachable"."""
+    served = asyncssh.generate_private_key("ssh-ed25519")
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host 127.0.0.1\n    IdentityFile {folder}\n")
+    accepted: list[object] = []
+
+    class Counting(asyncssh.SSHServer):
+        def connection_made(self, conn: object) -> None:
+            accepted.append(conn)
+
+    async def go():
+        server = await asyncssh.create_server(Counting, "127.0.0.1", 0,
+                                              server_host_keys=[served])
+        port = server.sockets[0].getsockname()[1]
+        try:
+            host = InventoryHost(name="h", address="127.0.0.1", port=port, user="nobody")
+            options = SSHOptions(host_key_policy=HostKeyPolicy.OFF, connect_timeout=2,
+                                 ssh_config=Path("/dev/null"))
+            errors = []
+            for login, ssh in ((host.model_copy(update={"key_file": str(folder)}), options),
+                               (host, options.model_copy(update={"ssh_config": config}))):
+                with pytest.raises(AuthError) as caught:
+                    await connect(login, "127.0.0.1", ssh)
+                errors.append(str(caught.value))
+            audited = await run_audit(
+                Inventory(source="test", hosts=[host.model_copy(update={"key_file": str(folder)})]),
+                AuditOptions(nmap_xml=(NMAP,), ssh=options))
+        finally:
+            server.close()
+        return errors, audited
+
+    errors, audited = asyncio.run(go())
+    assert errors == [f"key {folder} is a directory, not a private key file"] * 2
+    [result] = audited.results.hosts
+    assert result.status is HostStatus.AUTH_FAILED, result.errors
+    assert any("is a directory" in e.message for e in result.errors), result.errors
+    assert accepted == []  # refused before connecting

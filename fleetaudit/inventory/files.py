@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fleetaudit.errors import InventoryError
 from fleetaudit.inventory.data import InventoryData
@@ -35,7 +35,15 @@ YAML_EXTENSIONS = ("", ".yml", ".yaml", ".json")
 _IGNORED = re.compile(r"^\.|^host_vars$|^group_vars$|^vars_plugins$|"
                       r"(\.pyc|\.pyo|\.swp|\.bak|~|\.rpm|\.md|\.txt|\.rst|\.orig|\.cfg|\.retry)$")
 
-ScriptRunner = Callable[[Path], bytes]
+
+
+class ScriptRun(Protocol):
+    """One inventory script: its stdout for `--list` or `--host NAME`."""
+
+    def __call__(self, *args: str) -> bytes: ...
+
+
+ScriptRunner = Callable[[Path], ScriptRun]  # all of one script's runs share one time limit
 
 
 def read_text(path: Path) -> str:
@@ -124,7 +132,7 @@ def _read_script(path: Path, data: InventoryData, run_script: ScriptRunner | Non
     if run_script is None:
         raise InventoryError(f"{path}: is executable, so it is an inventory script, and "
                              "scripts are not run here")
-    output = run_script(path)
+    output = run_script(path)("--list")
     try:
         document = json.loads(output)
         parse_list_json(document, str(path), data)

@@ -20,7 +20,13 @@ from typing import Any, Protocol
 from fleetaudit.errors import InventoryError
 from fleetaudit.inventory.data import InventoryData
 from fleetaudit.inventory.ini import IniError, looks_like_ini, parse_ini
-from fleetaudit.inventory.listjson import ListJsonError, is_list_json, parse_list_json
+from fleetaudit.inventory.listjson import (
+    ListJsonError,
+    has_host_vars,
+    is_list_json,
+    parse_host_vars,
+    parse_list_json,
+)
 from fleetaudit.inventory.variables import VarsDir, VarsFile
 from fleetaudit.inventory.yamlsrc import (
     Mapping,
@@ -129,15 +135,39 @@ def _where(path: Path, line: int | None) -> str:
 
 
 def _read_script(path: Path, data: InventoryData, run_script: ScriptRunner | None) -> None:
+    """`SCRIPT --list`; then, as Ansible does when it gives no `_meta.hostvars`,
+    `SCRIPT --host NAME` for each host it named (an empty answer: no variables)."""
     if run_script is None:
         raise InventoryError(f"{path}: is executable, so it is an inventory script, and "
                              "scripts are not run here")
-    output = run_script(path)("--list")
+    script = run_script(path)
+    document = _script_json(path, script("--list"), "--list")
     try:
-        document = json.loads(output)
-        parse_list_json(document, str(path), data)
-    except (ValueError, ListJsonError) as exc:
+        named = parse_list_json(document, str(path), data)
+    except ListJsonError as exc:
         raise InventoryError(f"{path}: its --list output is not inventory JSON: "
+                             f"{str(exc)[:300]}") from exc
+    if has_host_vars(document) or not named:
+        return
+    data.warnings.append(f"{path}: its --list output has no _meta.hostvars, so it was run "
+                         f"with --host for each of its {len(named)} hosts, as Ansible does "
+                         "(Ansible deprecates this: a script should give _meta.hostvars)")
+    for name in named:
+        output = script("--host", name)
+        if not output.strip():
+            continue
+        try:
+            parse_host_vars(name, _script_json(path, output, f"--host {name}"),
+                            f"{path} (--host {name})", data)
+        except ListJsonError as exc:
+            raise InventoryError(f"{path}: its --host {name} output: {str(exc)[:300]}") from exc
+
+
+def _script_json(path: Path, output: bytes, what: str) -> Any:
+    try:
+        return json.loads(output)
+    except ValueError as exc:
+        raise InventoryError(f"{path}: its {what} output is not JSON: "
                              f"{str(exc)[:300]}") from exc
 
 

@@ -2,7 +2,9 @@
 
 This is how every cloud inventory (aws_ec2, gcp_compute, netbox...) reaches fleetaudit:
 `ansible-inventory -i PLUGIN.yml --list > inventory.json`. Groups map to a list of
-hosts or to `{hosts, vars, children}`; `_meta.hostvars` holds each host's variables.
+hosts or to `{hosts, vars, children}`; `_meta.hostvars` holds each host's variables. A
+script whose `--list` has no `_meta.hostvars` gives them one host at a time, on
+`--host NAME` (Ansible's older protocol; files.py runs it).
 """
 
 from __future__ import annotations
@@ -23,7 +25,16 @@ def is_list_json(document: Any) -> bool:
     return isinstance(document, dict) and "_meta" in document
 
 
-def parse_list_json(document: Any, source: str, data: InventoryData) -> None:
+def has_host_vars(document: Any) -> bool:
+    """Does this `--list` output carry `_meta.hostvars`? Without it Ansible asks the
+    script for each host's variables (`--host NAME`)."""
+    return isinstance(document, dict) and isinstance(document.get("_meta"), dict) \
+        and "hostvars" in document["_meta"]
+
+
+def parse_list_json(document: Any, source: str, data: InventoryData) -> list[str]:
+    """Add the groups, hosts and variables of a `--list` output to `data`; the hosts it
+    names, in order, each once."""
     if not isinstance(document, dict):
         raise ListJsonError("inventory script output must be a JSON object of groups")
     where = f"{source}"
@@ -33,11 +44,12 @@ def parse_list_json(document: Any, source: str, data: InventoryData) -> None:
     hostvars = meta.get("hostvars") or {}
     if not isinstance(hostvars, dict):
         raise ListJsonError("_meta.hostvars must be an object of hosts")
+    named: dict[str, None] = {}
     try:
         for name, body in document.items():
             if name == "_meta":
                 continue
-            _group(str(name), body, where, data)
+            named.update(dict.fromkeys(_group(str(name), body, where, data)))
         for name, variables in hostvars.items():
             if not isinstance(variables, dict):
                 raise ListJsonError(f"_meta.hostvars.{name} must be an object")
@@ -49,9 +61,23 @@ def parse_list_json(document: Any, source: str, data: InventoryData) -> None:
                                   f"{where} (_meta.hostvars)")
     except (GraphError, RangeError) as exc:
         raise ListJsonError(str(exc)) from exc
+    return list(named)
 
 
-def _group(name: str, body: Any, where: str, data: InventoryData) -> None:
+def parse_host_vars(name: str, document: Any, where: str, data: InventoryData) -> None:
+    """A script's `--host NAME` output: that host's variables."""
+    if not isinstance(document, dict):
+        raise ListJsonError(f"host {name!r}: its variables must be a JSON object, "
+                            f"not {type(document).__name__}")
+    host = data.hosts[name]
+    try:
+        for key, value in document.items():
+            data.set_host_var(host, str(key), _decoded(value), where)
+    except GraphError as exc:
+        raise ListJsonError(f"host {name!r}: {exc}") from exc
+
+
+def _group(name: str, body: Any, where: str, data: InventoryData) -> list[str]:
     data.add_group(name)
     if not isinstance(body, dict):
         body = {"hosts": body}
@@ -73,6 +99,7 @@ def _group(name: str, body: Any, where: str, data: InventoryData) -> None:
     for child in children:
         data.add_group(str(child))
         data.add_child(name, str(child))
+    return [str(host) for host in hosts]
 
 
 def _decoded(value: Any) -> Any:

@@ -7,6 +7,7 @@ on the same script (tests/fixtures/inventories/_scripts/README.md says how it wa
 
 from __future__ import annotations
 
+import json
 import os
 import select
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from fleetaudit.errors import InventoryError
 from fleetaudit.inventory import load_inventories
+from fleetaudit.inventory.listing import as_ansible_list
 from fleetaudit.inventory_script import MAX_OUTPUT, InventoryScript, run_inventory_script
 
 
@@ -67,3 +69,49 @@ def test_the_time_limit_kills_the_script_and_its_children(tmp_path):
     with pytest.raises(InventoryError, match=r"ran past 1s \(on --list\): stopped it"):
         InventoryScript(slow, timeout=1)("--list")
     assert all(ended(int(pid)) for pid in (tmp_path / "pids").read_text().split())
+
+
+# --- the old protocol: no _meta.hostvars, so --host NAME per host -------------------------
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "fixtures" / "inventories" / "_scripts"
+
+
+def test_a_script_without_meta_is_asked_for_each_host_as_ansible_does():
+    folder = SCRIPTS / "no-meta"
+    expected = json.loads((folder / "expected.json").read_text())
+    inventory = load_inventories([folder / "inventory.py"], run_script=run_inventory_script)
+    listing = as_ansible_list(inventory)
+    assert {h.name: h.variables for h in inventory.hosts} == {
+        name: expected["_meta"]["hostvars"].get(name, {}) for name in ("w1", "w2", "d1", "lb1")}
+    assert {k: v for k, v in listing.items() if k != "_meta"} == \
+        {k: v for k, v in expected.items() if k != "_meta"}
+    hosts = {h.name: h for h in inventory.hosts}
+    assert (hosts["w2"].address, hosts["w2"].port, hosts["w2"].user) == ("10.1.0.2", 2222,
+                                                                          "admin")
+    assert (hosts["d1"].address, hosts["d1"].become) == ("10.1.0.9", True)
+    assert hosts["w1"].origins["address"] == f"{folder}/inventory.py (--host w1) ansible_host"
+    [warning] = [w for w in inventory.warnings if "_meta.hostvars" in w]
+    assert "run with --host for each of its 4 hosts" in warning
+
+
+def test_each_host_call_is_capped_and_all_share_one_time_limit(tmp_path):
+    listing = '{"web": ["a", "b", "c"]}'
+    flood = script(tmp_path, "flood.sh",
+                   f"[ \"$1\" = --list ] && echo '{listing}' && exit 0\nexec yes\n")
+    with pytest.raises(InventoryError, match=r"more than 1 MiB on --host a: stopped it$"):
+        load_inventories([flood], run_script=lambda p: InventoryScript(p, max_output=2**20))
+    # Each --host run sleeps 0.4 s: each alone well under the 1 s limit, the three past it.
+    slow = script(tmp_path, "slow.sh",
+                  f"[ \"$1\" = --list ] && echo '{listing}' && exit 0\nsleep 0.4\necho '{{}}'\n")
+    with pytest.raises(InventoryError, match=r"ran past 1s \(on --host [bc]\): stopped it"):
+        load_inventories([slow], run_script=lambda p: InventoryScript(p, timeout=1))
+
+
+def test_a_host_answer_that_is_not_an_object_names_the_host(tmp_path):
+    bad = script(tmp_path, "bad.sh", "[ \"$1\" = --list ] && echo '[\"a\"]' || echo '[1]'\n")
+    with pytest.raises(InventoryError, match="must be a JSON object of groups"):
+        load_inventories([bad], run_script=run_inventory_script)
+    bad.write_text("#!/bin/sh\n[ \"$1\" = --list ] && echo '{\"g\": [\"a\"]}' || echo '[1]'\n")
+    with pytest.raises(InventoryError, match=r"bad.sh: its --host a output: host 'a': its "
+                                             r"variables must be a JSON object, not list"):
+        load_inventories([bad], run_script=run_inventory_script)

@@ -15,6 +15,11 @@ Written down from the plants (fleetaudit/lab/hosts.py plan_plants and plan_inter
 
 Nine problems. The loopback-only listener, the firewalled port (FILTERED is not a
 baseline finding), the hostile banner and the secret-bearing argv are not problems.
+
+And the issue's "done when": every routable listener of every collected host has an
+outside observation (nmap's word on the port, or its state from a scan that covered it)
+or a stated reason, never "not in the scan's port list"; lab-03's 2222 (ssh through a
+NAT redirect) is advised on the rule and shows it, not sent to sshd_config.
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ from xml.etree import ElementTree
 
 import pytest
 
-from fleetaudit import lab
+from fleetaudit import addresses, lab
+from fleetaudit.models import VerdictKind
+from fleetaudit.policy.apply import REMEDIATION
+from fleetaudit.report import results_from_json
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANTED = {
@@ -59,6 +67,11 @@ def test_the_demo_reports_each_planted_problem_once_in_every_format(tmp_path):
     found = [(h["name"], f["port"], f["proto"], f["rule"])
              for h in results["hosts"] for f in h["findings"]]
     assert sorted(found) == sorted(PLANTED)
+    check_every_routable_listener_is_seen_from_outside(out / "results.json")
+    [redirect] = [f for h in results["hosts"] for f in h["findings"]
+                  if (h["name"], f["port"]) == ("lab-03", 2222)]
+    assert redirect["remediation"] == REMEDIATION[VerdictKind.FORWARDED]
+    assert any(e.startswith("nat: ") and "REDIRECT" in e for e in redirect["evidence"])
 
     count = len(PLANTED)
     sarif = json.loads((out / "findings.sarif").read_text())
@@ -71,3 +84,22 @@ def test_the_demo_reports_each_planted_problem_once_in_every_format(tmp_path):
     assert len(re.findall(r'<div class="finding s-active"', html)) == count
     summary = (out / "summary.md").read_text()
     assert f"## Top findings ({count} of {count} active)" in summary
+
+
+def check_every_routable_listener_is_seen_from_outside(path: Path) -> None:
+    results = results_from_json(path.read_text())
+    seen = 0
+    for host in results.hosts:
+        if host.internal is None:
+            continue  # not collected: nothing listed to account for
+        for port in host.ports:
+            if all(addresses.is_loopback(ev.address) for ev in port.listeners):
+                continue
+            where = (host.name, port.port, port.proto.value)
+            reasons = [v.message for v in port.verdicts if v.kind is VerdictKind.UNKNOWN]
+            assert not any("port list" in r for r in reasons), (where, reasons)
+            observed = port.external is not None or (
+                host.external is not None and host.external.was_scanned(port.proto, port.port))
+            assert observed or reasons, where
+            seen += 1
+    assert seen >= len(PLANTED)  # the plants listen on routable addresses, at the least

@@ -70,7 +70,30 @@ SSH_LIKE = (
     "    c.sendall(b'SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\\r\\n')\n"
     "    c.close()\n"
 )
-UDP_ANSWERS = SNMP_LIKE.replace(f"{UDP_PORT}))", f"{LISTED_UDP}))")
+# A DNS server in a few lines: each query answered with its question and a TXT record,
+# which is what BIND or dnsmasq send to version.bind. nmap's light -sV sends that query
+# to every UDP port (rarity 1) and names the service "domain" ("unknown banner:
+# fleetaudit-lab"); an echo of the datagram it leaves "unknown" (nmap 7.93, checked).
+DNS_LIKE = (
+    "import socket, struct\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    f"s.bind(('0.0.0.0', {LISTED_UDP}))\n"
+    "txt = b'fleetaudit-lab'\n"
+    "while True:\n"
+    "    data, peer = s.recvfrom(4096)\n"
+    "    if len(data) < 12:\n"
+    "        continue\n"
+    "    qid, flags, count = struct.unpack('!HHH', data[:6])\n"
+    "    end = 12\n"
+    "    for _ in range(count):\n"
+    "        while end < len(data) and data[end]:\n"
+    "            end += 1 + data[end]\n"
+    "        end += 5\n"
+    "    answer = (b'\\xc0\\x0c' + struct.pack('!HHIH', 16, 3, 0, len(txt) + 1)\n"
+    "              + bytes([len(txt)]) + txt)\n"
+    "    s.sendto(struct.pack('!HHHHHH', qid, 0x8400 | flags & 0x0100, count, 1, 0, 0)\n"
+    "             + data[12:end] + answer, peer)\n"
+)
 
 
 def _spawn_in(netns: str, code: str | list[str]) -> subprocess.Popen[bytes]:
@@ -106,7 +129,7 @@ def _with_services(info: LabInfo) -> Iterator[LabInfo]:
                                               "--bind", "0.0.0.0"]))
         procs.append(_spawn_in(first.netns, SNMP_LIKE))
         procs.append(_spawn_in(first.netns, SSH_LIKE))
-        procs.append(_spawn_in(first.netns, UDP_ANSWERS))
+        procs.append(_spawn_in(first.netns, DNS_LIKE))
         _wait_listening(second.netns, "-tl", HIGH_PORT)
         _wait_listening(first.netns, "-ul", UDP_PORT)
         _wait_listening(first.netns, "-tl", LISTED_TCP)
@@ -403,8 +426,8 @@ def test_audit_scans_while_collecting_and_keeps_each_processs_xml(fleet):
 @pytest.mark.timeout(180)
 def test_every_routable_listener_is_probed_under_quick(fleet):
     """Issue 12: ports the hosts list inside and `quick` does not scan (47123/tcp, 40123/tcp,
-    47124/udp, 161/udp) are identified from outside, each only on the host that listed it;
-    no routable listener is left as "not in the scan's port list"."""
+    47124/udp, 161/udp) are identified from outside by service name, each only on the
+    host that listed it; no routable listener is left as "not in the scan's port list"."""
     inventory = load_inventory(fleet.inventory)
     options = AuditOptions(ssh=SSHOptions(known_hosts=fleet.known_hosts), profile="quick")
     results = asyncio.run(run_audit(inventory, options)).results
@@ -426,9 +449,11 @@ def test_every_routable_listener_is_probed_under_quick(fleet):
     assert (ssh.external.state, ssh.external.service, ssh.external.method) == (
         "open", "ssh", "probed")
     assert VerdictKind.UNKNOWN not in {v.kind for v in ssh.verdicts}
-    for number in (LISTED_UDP, UDP_PORT):
+    for number, service in ((LISTED_UDP, "domain"), (UDP_PORT, "snmp")):
         udp = port(first, Proto.UDP, number)
-        assert udp.external is not None and udp.external.state == "open", udp
+        assert udp.external is not None, udp
+        assert (udp.external.state, udp.external.service, udp.external.method) == (
+            "open", service, "probed"), udp.external
         assert VerdictKind.UNKNOWN not in {v.kind for v in udp.verdicts}, udp.verdicts
     high = port(second, Proto.TCP, HIGH_PORT).external
     assert high is not None and (high.state, high.service) == ("open", "http")

@@ -18,8 +18,11 @@ script of `sh -c '...'` or a process title, is split on whitespace and read the 
 - per program, short options that carry a password where that is unambiguous:
   `mysql -pV` (attached only: `-p V` makes V the database), `mongosh -p V`,
   `redis-cli -a V`, `sshpass -p V`, `ldapsearch -w V`, `mosquitto_pub -P V`, and
-  `curl -u user:V` / `smbclient -U user%V` (the user stays), and in any program a
-  bare `--auth user:V` (flower's `--auth` is a regex of e-mails, mongod's a flag).
+  `curl -u user:V` / `ntfy -u user:V` / `smbclient -U user%V` (the user stays), and in
+  any program a bare `--auth user:V` (flower's `--auth` is a regex of e-mails, mongod's
+  a flag);
+- a URL query's bare `auth=V` (`?auth=V`, `&auth=V`: ntfy's credentials), though a bare
+  `auth` elsewhere is not a secret's name.
 
 What is not: the NAME of a file holding a secret is not a secret, so an option whose
 name ends in file, path, dir, directory, location, name, env, var, fd, type, mode,
@@ -97,6 +100,7 @@ _PROGRAM_OPTIONS: dict[str, dict[str, str]] = {
              "ldappasswd", "ldapcompare", "ldapmodrdn"), {"w": "next"}),
     **_each(("mosquitto_pub", "mosquitto_sub", "mosquitto_rr"), {"P": "next"}),
     "curl": {"u": "pair::", "U": "pair::", "user": "pair::", "proxy-user": "pair::"},
+    "ntfy": {"u": "pair::", "user": "pair::"},
     "smbclient": {"U": "pair:%", "user": "pair:%"},
 }
 
@@ -197,10 +201,15 @@ class Redactor:
     def _inline(self, arg: str) -> str:
         """URL passwords and secret `name=value` pairs inside one argument."""
         text = _URL_PASSWORD.sub(lambda m: m["head"] + marker(m["value"]), arg)
+
+        def secret(m: re.Match[str]) -> bool:
+            if self.secret(m["name"]):
+                return not self.keeps(m["name"], m["value"])
+            # A query's bare ?auth= carries credentials (ntfy's); elsewhere it is a flag.
+            return m["name"].lower() == "auth" and text[max(0, m.start() - 1)] in "?&"
+
         return _PAIR.sub(lambda m: (f"{m['name']}={marker(m['value'])}"
-                                    if m["value"] and self.secret(m["name"])
-                                    and not self.keeps(m["name"], m["value"])
-                                    else m[0]), text)
+                                    if m["value"] and secret(m) else m[0]), text)
 
 
 def _short(arg: str, program: dict[str, str]) -> tuple[str, str | None] | None:

@@ -44,15 +44,19 @@ def load_inventories(paths: Sequence[Path], *, limit: str | None = None,
     """Read every source in order (as repeated `-i`), then resolve each host."""
     if not paths:
         raise InventoryError("no inventory given")
+    source = ", ".join(str(p) for p in paths)
     data = InventoryData()
-    for path in paths:
-        read_source(path, data, run_script)
     try:
-        data.reconcile()
-    except GraphError as exc:
-        raise InventoryError(f"{', '.join(map(str, paths))}: {exc}") from exc
-    beside = [read_vars_beside(path, data) for path in paths]
-    return resolve(data, beside, source=", ".join(str(p) for p in paths), limit=limit)
+        for path in paths:
+            read_source(path, data, run_script)
+        try:
+            data.reconcile()
+        except GraphError as exc:
+            raise InventoryError(f"{source}: {exc}") from exc
+        beside = [read_vars_beside(path, data) for path in paths]
+        return resolve(data, beside, source=source, limit=limit)
+    except RecursionError as exc:  # each nesting is bounded where it is read; this is the net
+        raise InventoryError(f"{source}: nested too deeply to be read") from exc
 
 
 def load_inventory(path: Path, *, limit: str | None = None,

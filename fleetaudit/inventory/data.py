@@ -4,6 +4,10 @@ It behaves as Ansible's InventoryData does, because users compare our view with
 `ansible-inventory --list`: a host joins `ungrouped` only when it is in no other group,
 a group nobody claims becomes a child of `all`, a child edge that would close a loop is
 refused, and a group's depth is its longest path from `all` (it orders variables).
+
+Unlike Ansible, a variable's value may not nest deeper than MAX_VALUE_DEPTH: everything
+after the graph (JSON output, pydantic's validation, templates) walks values
+recursively, and a value hundreds of levels deep would end there as a traceback.
 """
 
 from __future__ import annotations
@@ -14,10 +18,37 @@ from typing import Any
 from fleetaudit.inventory.ranges import MAX_HOSTS
 
 MAX_DEPTH = 200
+MAX_VALUE_DEPTH = 64  # real variables nest under 10 levels; pydantic gives up near 300
 
 
 class GraphError(ValueError):
     """An edge or name the graph cannot take; the caller adds file and line."""
+
+
+def nested_too_deep(value: Any, limit: int = MAX_VALUE_DEPTH) -> bool:
+    """Does `value` hold mappings or lists more than `limit` levels deep? Iterative (the
+    point is values too deep to recurse into), and a container shared by YAML aliases is
+    walked again only when reached deeper than before, so an alias bomb costs its size."""
+    if not isinstance(value, dict | list | tuple | set | frozenset):
+        return False
+    deepest: dict[int, int] = {}
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if deepest.get(id(item), 0) >= depth:
+            continue
+        deepest[id(item)] = depth
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list | tuple | set | frozenset):
+                stack.append((child, depth + 1))
+    return False
+
+
+def check_nesting(key: str, value: Any) -> None:
+    if nested_too_deep(value):
+        raise GraphError(f"variable {key!r} is nested deeper than {MAX_VALUE_DEPTH} levels")
 
 
 @dataclass
@@ -72,6 +103,7 @@ class InventoryData:
         return host
 
     def set_host_var(self, host: Host, key: str, value: Any, where: str) -> None:
+        check_nesting(key, value)
         host.vars[key] = value
         host.origins[key] = where
 
@@ -83,6 +115,7 @@ class InventoryData:
             except (TypeError, ValueError) as exc:
                 raise GraphError(f"ansible_group_priority {value!r} is not a number") from exc
             return
+        check_nesting(key, value)
         group.vars[key] = value
         group.origins[key] = where
 

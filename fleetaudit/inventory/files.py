@@ -10,7 +10,6 @@ host_group_vars plugin reads them.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
@@ -18,12 +17,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fleetaudit.errors import InventoryError
-from fleetaudit.inventory.data import InventoryData
+from fleetaudit.inventory.data import MAX_VALUE_DEPTH, GraphError, InventoryData, check_nesting
 from fleetaudit.inventory.ini import IniError, looks_like_ini, parse_ini
 from fleetaudit.inventory.listjson import (
     ListJsonError,
     has_host_vars,
     is_list_json,
+    line_past_depth,
+    load_json,
     parse_host_vars,
     parse_list_json,
 )
@@ -113,7 +114,7 @@ def read_source(path: Path, data: InventoryData, run_script: ScriptRunner | None
             data.warnings.extend(duplicates)
             return
         except ListJsonError as exc:
-            raise InventoryError(f"{path}: {exc}") from exc
+            raise InventoryError(_where(path, exc.line) + str(exc)) from exc
         except YamlError as exc:
             if path.suffix:
                 raise InventoryError(_where(path, exc.line) + str(exc)) from exc
@@ -165,7 +166,9 @@ def _read_script(path: Path, data: InventoryData, run_script: ScriptRunner | Non
 
 def _script_json(path: Path, output: bytes, what: str) -> Any:
     try:
-        return json.loads(output)
+        return load_json(output)
+    except ListJsonError as exc:
+        raise InventoryError(f"{path}: its {what} output, line {exc.line}: {exc}") from exc
     except ValueError as exc:
         raise InventoryError(f"{path}: its {what} output is not JSON: "
                              f"{str(exc)[:300]}") from exc
@@ -205,13 +208,15 @@ def _load_vars_file(path: Path, warnings: list[str]) -> VarsFile | None:
     try:
         if path.suffix == ".json":
             try:
-                document = json.loads(text)
+                document = load_json(text)
                 duplicates: list[str] = []
+            except ListJsonError:
+                raise
             except ValueError:
                 document, duplicates = _load_yaml(path, text)
         else:
             document, duplicates = _load_yaml(path, text)
-    except YamlError as exc:
+    except (YamlError, ListJsonError) as exc:
         raise InventoryError(_where(path, exc.line) + str(exc)) from exc
     warnings.extend(duplicates)
     if not document:
@@ -219,6 +224,13 @@ def _load_vars_file(path: Path, warnings: list[str]) -> VarsFile | None:
     if not isinstance(document, dict):
         raise InventoryError(f"{path}: a variables file must be a mapping, "
                              f"not a {type(document).__name__}")
+    for key, value in document.items():
+        try:
+            check_nesting(str(key), value)
+        except GraphError as exc:
+            line = line_of(document, key) if isinstance(document, Mapping) else \
+                line_past_depth(text.encode(), MAX_VALUE_DEPTH + 1)  # JSON: no lines kept
+            raise InventoryError(_where(path, line) + str(exc)) from exc
     origins = {str(key): f"{path}:{line_of(document, key)}" if isinstance(document, Mapping)
                else str(path) for key in document}
     return VarsFile(str(path), {str(k): v for k, v in document.items()}, origins)

@@ -9,14 +9,45 @@ script whose `--list` has no `_meta.hostvars` gives them one host at a time, on
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
-from fleetaudit.inventory.data import GraphError, InventoryData
+from fleetaudit.inventory.data import MAX_VALUE_DEPTH, GraphError, InventoryData, check_nesting
 from fleetaudit.inventory.ranges import RangeError
+from fleetaudit.inventory.yamlsrc import line_of
+
+_JSON_NESTING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[][{}]')
 
 
 class ListJsonError(ValueError):
-    pass
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def load_json(text: str | bytes) -> Any:
+    """json.loads; a document nested too deep for it (RecursionError, from some 500
+    levels on) is a ListJsonError naming the line where it passes MAX_VALUE_DEPTH."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raw = text.encode("utf-8", errors="replace") if isinstance(text, str) else text
+        raise ListJsonError(f"nested deeper than {MAX_VALUE_DEPTH} levels",
+                            line_past_depth(raw, MAX_VALUE_DEPTH)) from None
+
+
+def line_past_depth(raw: bytes, limit: int) -> int | None:
+    """The line of the first JSON bracket more than `limit` levels deep (strings skipped)."""
+    depth = 0
+    for token in _JSON_NESTING.finditer(raw):
+        if token[0] in b"[{":
+            depth += 1
+            if depth > limit:
+                return raw.count(b"\n", 0, token.start()) + 1
+        elif token[0] in b"]}":
+            depth -= 1
+    return None
 
 
 def is_list_json(document: Any) -> bool:
@@ -57,8 +88,12 @@ def parse_list_json(document: Any, source: str, data: InventoryData) -> list[str
             if host is None:
                 continue  # as Ansible: variables of a host that no group names are unused
             for key, value in variables.items():
-                data.set_host_var(host, str(key), _decoded(value),
-                                  f"{where} (_meta.hostvars)")
+                try:
+                    data.set_host_var(host, str(key), _var(key, value),
+                                      f"{where} (_meta.hostvars)")
+                except GraphError as exc:
+                    raise ListJsonError(f"_meta.hostvars.{name}: {exc}",
+                                        line_of(variables, key)) from exc
     except (GraphError, RangeError) as exc:
         raise ListJsonError(str(exc)) from exc
     return list(named)
@@ -72,7 +107,7 @@ def parse_host_vars(name: str, document: Any, where: str, data: InventoryData) -
     host = data.hosts[name]
     try:
         for key, value in document.items():
-            data.set_host_var(host, str(key), _decoded(value), where)
+            data.set_host_var(host, str(key), _var(key, value), where)
     except GraphError as exc:
         raise ListJsonError(f"host {name!r}: {exc}") from exc
 
@@ -92,7 +127,10 @@ def _group(name: str, body: Any, where: str, data: InventoryData) -> list[str]:
     if not isinstance(variables, dict):
         raise ListJsonError(f"group {name!r}: vars must be an object")
     for key, value in variables.items():
-        data.set_group_var(name, str(key), _decoded(value), f"{where} (group {name} vars)")
+        try:
+            data.set_group_var(name, str(key), _var(key, value), f"{where} (group {name} vars)")
+        except GraphError as exc:
+            raise ListJsonError(f"group {name!r}: {exc}", line_of(variables, key)) from exc
     children = body.get("children") or []
     if not isinstance(children, list):
         raise ListJsonError(f"group {name!r}: children must be a list")
@@ -100,6 +138,12 @@ def _group(name: str, body: Any, where: str, data: InventoryData) -> list[str]:
         data.add_group(str(child))
         data.add_child(name, str(child))
     return [str(host) for host in hosts]
+
+
+def _var(key: Any, value: Any) -> Any:
+    """A variable's value, its depth checked before `_decoded` recurses into it."""
+    check_nesting(str(key), value)
+    return _decoded(value)
 
 
 def _decoded(value: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -246,6 +247,69 @@ def test_deep_nesting_is_a_clear_error_not_a_traceback(tmp_path):
     chain = "".join(f"[g{i}:children]\ng{i + 1}\n" for i in range(1000)) + "[g1000]\nh\n"
     with pytest.raises(InventoryError, match="nested deeper than"):
         load_inventory(write(tmp_path, "deep.ini", chain))
+
+
+def nested(levels: int) -> str:
+    """A value `levels` lists deep, as JSON, YAML flow and a Python literal all write it."""
+    return "[" * levels + "]" * levels
+
+
+# Each source of a variable: (files to write, file:line the error names). 900 levels
+# reached jsonable's recursion, 300-480 pydantic's "maximum validation depth", 5,000 the
+# recursion of json.loads (and libyaml's own limit of 1,000).
+DEEP_SOURCES = {
+    "ini host": lambda v: ({"hosts.ini": f"[web]\nh1 x={v}\n"}, "hosts.ini:2: "),
+    "ini group": lambda v: ({"hosts.ini": f"[web]\nh1\n[web:vars]\nx={v}\n"}, "hosts.ini:4: "),
+    "yaml host": lambda v: ({"hosts.yml": f"all:\n  hosts:\n    h1:\n      x: {v}\n"},
+                            "hosts.yml:3: "),
+    "yaml group": lambda v: ({"hosts.yml": f"all:\n  hosts:\n    h1:\n  vars:\n    x: {v}\n"},
+                             "hosts.yml:5: "),
+    "group_vars yml": lambda v: ({"hosts.ini": "[web]\nh1\n",
+                                  "group_vars/web.yml": f"---\ny: 1\nx: {v}\n"},
+                                 "group_vars/web.yml:3: "),
+    "group_vars json": lambda v: ({"hosts.ini": "[web]\nh1\n",
+                                   "group_vars/web.json": f'{{"y": 1,\n\n "x": {v}}}'},
+                                  "group_vars/web.json:3: "),
+    "host_vars json": lambda v: ({"hosts.ini": "[web]\nh1\n",
+                                  "host_vars/h1.json": f'{{\n"x": {v}}}'},
+                                 "host_vars/h1.json:2: "),
+    "saved --list json": lambda v: ({"inv.json": '{"_meta": {"hostvars": {"h1": {\n'
+                                                 f'"x": {v}}}}}}}, "web": ["h1"]}}'},
+                                    "inv.json:2: _meta.hostvars.h1: "),
+}
+
+
+@pytest.mark.parametrize("source", DEEP_SOURCES)
+@pytest.mark.parametrize("levels", [65, 300, 900, 5000])
+def test_a_variable_nested_too_deep_is_refused_with_its_file_and_line(tmp_path, source,
+                                                                      levels):
+    if source.startswith("ini") and levels > 150:
+        pytest.skip("Python's parser stops at 200 levels: INI keeps such a value as text")
+    files, where = DEEP_SOURCES[source](nested(levels))
+    for name, text in files.items():
+        write(tmp_path, name, text)
+    first = tmp_path / next(iter(files))
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(first)
+    message = str(caught.value)
+    if levels == 5000 and "exceeded maximum nesting depth" in message:  # libyaml's limit
+        assert re.match(rf"{tmp_path}/{where.split(':')[0]}:\d+: invalid YAML", message)
+        return
+    assert message.startswith(f"{tmp_path}/{where}"), message
+    assert "nested deeper than 64 levels" in message, message
+    assert "variable 'x'" in message or (levels == 5000 and ".json" in where), message
+
+
+@pytest.mark.parametrize("source", DEEP_SOURCES)
+def test_a_variable_64_levels_deep_is_kept(tmp_path, source):
+    files, _ = DEEP_SOURCES[source](nested(64))
+    for name, text in files.items():
+        write(tmp_path, name, text)
+    [host] = load_inventory(tmp_path / next(iter(files))).hosts
+    value = host.variables["x"]
+    for _ in range(63):
+        [value] = value
+    assert value == []
 
 
 # --- hostile values ---------------------------------------------------------------------

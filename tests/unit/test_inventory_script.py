@@ -115,3 +115,33 @@ def test_a_host_answer_that_is_not_an_object_names_the_host(tmp_path):
     with pytest.raises(InventoryError, match=r"bad.sh: its --host a output: host 'a': its "
                                              r"variables must be a JSON object, not list"):
         load_inventories([bad], run_script=run_inventory_script)
+
+
+@pytest.mark.parametrize(("levels", "said"), [
+    (65, "its --list output is not inventory JSON: group 'web': variable 'x' is nested "
+         "deeper than 64 levels"),
+    (900, "its --list output is not inventory JSON: group 'web': variable 'x' is nested "
+          "deeper than 64 levels"),
+    (5000, "its --list output, line 2: nested deeper than 64 levels"),  # json.loads recursion
+])
+def test_a_list_output_nested_too_deep_is_refused(tmp_path, levels, said):
+    value = "[" * levels + "]" * levels
+    deep = script(tmp_path, "deep.sh",
+                  f"echo '{{\"web\": {{\"hosts\": [\"h1\"],'\necho '\"vars\": {{\"x\": "
+                  f"{value}}}}}, \"_meta\": {{\"hostvars\": {{}}}}}}'\n")
+    with pytest.raises(InventoryError) as caught:
+        load_inventories([deep], run_script=run_inventory_script)
+    assert str(caught.value) == f"{deep}: {said}"
+
+
+@pytest.mark.parametrize(("levels", "said"), [
+    (65, "its --host h1 output: host 'h1': variable 'x' is nested deeper than 64 levels"),
+    (5000, "its --host h1 output, line 1: nested deeper than 64 levels"),
+])
+def test_a_host_output_nested_too_deep_is_refused(tmp_path, levels, said):
+    value = "[" * levels + "]" * levels
+    deep = script(tmp_path, "deep.sh", "[ \"$1\" = --list ] && echo '{\"web\": [\"h1\"]}' && "
+                                       f"exit 0\necho '{{\"x\": {value}}}'\n")
+    with pytest.raises(InventoryError) as caught:
+        load_inventories([deep], run_script=run_inventory_script)
+    assert str(caught.value) == f"{deep}: {said}"

@@ -5,9 +5,10 @@ It behaves as Ansible's InventoryData does, because users compare our view with
 a group nobody claims becomes a child of `all`, a child edge that would close a loop is
 refused, and a group's depth is its longest path from `all` (it orders variables).
 
-Unlike Ansible, a variable's value may not nest deeper than MAX_VALUE_DEPTH: everything
-after the graph (JSON output, pydantic's validation, templates) walks values
-recursively, and a value hundreds of levels deep would end there as a traceback.
+Unlike Ansible, a variable's value may not nest deeper than MAX_VALUE_DEPTH nor hold
+more than MAX_VALUE_ITEMS values: everything after the graph (JSON output, pydantic's
+validation, templates) walks values recursively and expands YAML aliases, so a value
+hundreds of levels deep would end there as a traceback, and an alias bomb would never end.
 """
 
 from __future__ import annotations
@@ -19,36 +20,64 @@ from fleetaudit.inventory.ranges import MAX_HOSTS
 
 MAX_DEPTH = 200
 MAX_VALUE_DEPTH = 64  # real variables nest under 10 levels; pydantic gives up near 300
+MAX_VALUE_ITEMS = 1_000_000  # values in one variable, YAML aliases expanded
 
 
 class GraphError(ValueError):
     """An edge or name the graph cannot take; the caller adds file and line."""
 
 
-def nested_too_deep(value: Any, limit: int = MAX_VALUE_DEPTH) -> bool:
-    """Does `value` hold mappings or lists more than `limit` levels deep? Iterative (the
-    point is values too deep to recurse into), and a container shared by YAML aliases is
-    walked again only when reached deeper than before, so an alias bomb costs its size."""
-    if not isinstance(value, dict | list | tuple | set | frozenset):
-        return False
-    deepest: dict[int, int] = {}
-    stack: list[tuple[Any, int]] = [(value, 1)]
+_CONTAINERS = (dict, list, tuple, set, frozenset)
+
+
+def value_problem(value: Any, depth_limit: int = MAX_VALUE_DEPTH,
+                  size_limit: int = MAX_VALUE_ITEMS) -> str | None:
+    """Why `value` cannot be a variable, if it cannot: nested more than `depth_limit`
+    levels (or containing itself), or more than `size_limit` values once YAML aliases are
+    expanded, as every later step expands them (a "billion laughs" file of 300 bytes).
+
+    Iterative (values too deep to recurse into are the point) and depth-first with each
+    shared container measured once, so an alias bomb costs its size on disk, not its
+    expansion."""
+    if not isinstance(value, _CONTAINERS):
+        return None
+    measured: dict[int, tuple[int, int]] = {}  # id -> (depth, expanded size)
+    path: set[int] = set()  # containers being measured: meeting one again is a loop
+    stack: list[tuple[Any, bool]] = [(value, False)]
     while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        if deepest.get(id(item), 0) >= depth:
+        item, children_done = stack.pop()
+        children = list(item.values() if isinstance(item, dict) else item)
+        if children_done:
+            depth, size = 1, 1
+            for child in children:
+                if isinstance(child, _CONTAINERS):
+                    child_depth, child_size = measured[id(child)]
+                    depth, size = max(depth, child_depth + 1), size + child_size
+                else:
+                    size += 1
+            if depth > depth_limit:
+                return f"is nested deeper than {depth_limit} levels"
+            if size > size_limit:
+                return f"holds more than {size_limit:,} values once its YAML aliases are expanded"
+            path.discard(id(item))
+            measured[id(item)] = (depth, size)
             continue
-        deepest[id(item)] = depth
-        for child in item.values() if isinstance(item, dict) else item:
-            if isinstance(child, dict | list | tuple | set | frozenset):
-                stack.append((child, depth + 1))
-    return False
+        if id(item) in measured:
+            continue
+        if id(item) in path or len(path) >= depth_limit:
+            return f"is nested deeper than {depth_limit} levels" + (
+                " (it contains itself)" if id(item) in path else "")
+        path.add(id(item))
+        stack.append((item, True))
+        stack.extend((child, False) for child in children
+                     if isinstance(child, _CONTAINERS) and id(child) not in measured)
+    return None
 
 
 def check_nesting(key: str, value: Any) -> None:
-    if nested_too_deep(value):
-        raise GraphError(f"variable {key!r} is nested deeper than {MAX_VALUE_DEPTH} levels")
+    problem = value_problem(value)
+    if problem is not None:
+        raise GraphError(f"variable {key!r} {problem}")
 
 
 @dataclass

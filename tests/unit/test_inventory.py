@@ -312,6 +312,26 @@ def test_a_variable_64_levels_deep_is_kept(tmp_path, source):
     assert value == []
 
 
+def test_a_variable_alias_bomb_or_loop_is_refused_quickly(tmp_path):
+    """300 bytes that expand to 10^8 values: measured once per alias, refused; it used to
+    run for minutes (every host's variables are expanded). A value holding itself too."""
+    lines = ["a0: &a0 [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]"]
+    lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 8)]
+    write(tmp_path, "hosts", "[web]\nh1\n")
+    write(tmp_path, "group_vars/web.yml", "\n".join(lines) + "\n")
+    with pytest.raises(InventoryError, match=r"web.yml:6: variable 'a5' holds more than "
+                                             r"1,000,000 values once its YAML aliases"):
+        load_inventory(tmp_path / "hosts")
+    write(tmp_path, "group_vars/web.yml", "x: &a {k: [1, *a]}\n")
+    with pytest.raises(InventoryError, match=r"web.yml:1: variable 'x' is nested deeper "
+                                             r"than 64 levels \(it contains itself\)"):
+        load_inventory(tmp_path / "hosts")
+    # Shared, but small: kept, expanded as Ansible expands it.
+    write(tmp_path, "group_vars/web.yml", "a: &a {k: [1, 2]}\nx: [*a, *a, {b: *a}]\n")
+    [host] = load_inventory(tmp_path / "hosts").hosts
+    assert host.variables["x"] == [{"k": [1, 2]}, {"k": [1, 2]}, {"b": {"k": [1, 2]}}]
+
+
 # --- hostile values ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("line", [

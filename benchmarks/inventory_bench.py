@@ -6,7 +6,11 @@ beside it), and `ansible-inventory -i FILE --list` for the same files when an
 ansible-core venv is given (FA_ANSIBLE_VENV, as tests/fixtures/capture_inventories.sh
 makes one). Target (issue 10): under 1 s to load and resolve 5,000 hosts.
 
-    .venv/bin/python benchmarks/inventory_bench.py [--hosts 5000] [--runs 3]
+Then one group of 99,999 hosts written as one range (`[web]` + `h[1:99999]`), loaded
+alone and with `--limit web`: group membership and patterns were quadratic (a list's
+`not in`), so this is where a regression shows.
+
+    .venv/bin/python benchmarks/inventory_bench.py [--hosts 5000] [--big-group 99999] [--runs 3]
 """
 
 from __future__ import annotations
@@ -58,6 +62,34 @@ def write_fleet(folder: Path, hosts: int) -> tuple[Path, Path]:
     return ini_path, yml_path
 
 
+def write_big_group(folder: Path, hosts: int) -> tuple[Path, Path]:
+    """One group holding `hosts` hosts, written as a single range, in INI and YAML."""
+    (folder / "big").mkdir()
+    ini_path, yml_path = folder / "big" / "hosts.ini", folder / "big" / "hosts.yml"
+    ini_path.write_text(f"[web]\nh[1:{hosts}]\n")
+    yml_path.write_text(f"all:\n  children:\n    web:\n      hosts:\n        h[1:{hosts}]:\n")
+    return ini_path, yml_path
+
+
+# The library call alone, in a fresh process: what an audit spends before its first
+# connection. argv: inventory, limit ("" for none).
+LOAD = ("import sys,time; from pathlib import Path; t=time.perf_counter(); "
+        "from fleetaudit.inventory import load_inventory; "
+        "inv=load_inventory(Path(sys.argv[1]), limit=sys.argv[2] or None); "
+        "print(f'{time.perf_counter()-t:.3f}', len(inv.hosts))")
+
+
+def load_seconds(path: Path, limit: str, runs: int, hosts: int) -> str:
+    samples = []
+    for _ in range(runs):
+        seconds, count = subprocess.run([sys.executable, "-c", LOAD, str(path), limit],
+                                        capture_output=True, text=True, check=True,
+                                        ).stdout.split()
+        assert int(count) == hosts, f"{path} --limit {limit!r}: {count} hosts"
+        samples.append(float(seconds))
+    return f"{statistics.median(samples):7.2f}s"
+
+
 def timed(command: list[str], runs: int) -> tuple[float, int]:
     times, hosts = [], 0
     for _ in range(runs):
@@ -73,6 +105,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hosts", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--big-group", type=int, default=99_999)
     args = parser.parse_args()
     ansible = Path(os.environ.get("FA_ANSIBLE_VENV", "/tmp/fa-ansible-venv")) / "bin"
     with tempfile.TemporaryDirectory() as scratch:
@@ -95,18 +128,14 @@ def main() -> int:
                 assert hosts == args.hosts, f"{label} listed {hosts} hosts"
                 cells.append(f"{seconds:7.2f}s")
             print(f"{label:<44} {cells[0]:>8} {cells[1]:>8}")
-        # The library call alone: what an audit spends before its first connection.
-        code = ("import sys,time; from pathlib import Path; t=time.perf_counter(); "
-                "from fleetaudit.inventory import load_inventory; "
-                "inv=load_inventory(Path(sys.argv[1])); "
-                "print(f'{time.perf_counter()-t:.3f}', len(inv.hosts))")
-        cells = []
-        for path in (ini, yml):
-            samples = [float(subprocess.run([sys.executable, "-c", code, str(path)],
-                                            capture_output=True, text=True, check=True,
-                                            ).stdout.split()[0]) for _ in range(args.runs)]
-            cells.append(f"{statistics.median(samples):7.2f}s")
+        cells = [load_seconds(path, "", args.runs, args.hosts) for path in (ini, yml)]
         print(f"{'load_inventory() incl. imports':<44} {cells[0]:>8} {cells[1]:>8}")
+        big = write_big_group(Path(scratch), args.big_group)
+        print(f"\none group of {args.big_group} hosts (`h[1:{args.big_group}]`)")
+        for label, limit in (("load_inventory() incl. imports", ""),
+                             ("load_inventory(limit='web')", "web")):
+            cells = [load_seconds(path, limit, args.runs, args.big_group) for path in big]
+            print(f"{label:<44} {cells[0]:>8} {cells[1]:>8}")
     return 0
 
 

@@ -65,7 +65,7 @@ def _matches(data: InventoryData, pattern: str) -> list[str]:
                            else fnmatch.translate(expression))
     except re.error as exc:
         raise PatternError(f"{pattern!r} is not a valid pattern: {exc}") from exc
-    hosts: list[str] = []
+    found: dict[str, None] = {}  # an ordered set: `not in` on a list was quadratic
     if expression == "all":
         groups = ["all"]
     else:
@@ -73,10 +73,11 @@ def _matches(data: InventoryData, pattern: str) -> list[str]:
         if expression == "ungrouped":
             groups.append("ungrouped")
     for group in groups:
-        hosts.extend(h for h in data.group_hosts(group) if h not in hosts)
+        found.update(dict.fromkeys(data.group_hosts(group)))
     glob = expression.startswith("~") or any(c in expression for c in ".?*[")
     if not groups or glob:
-        hosts.extend(h for h in data.hosts if regex.match(h) and h not in hosts)
+        found.update(dict.fromkeys(h for h in data.hosts if regex.match(h)))
+    hosts = list(found)
     if not hosts:
         raise PatternError(f"{pattern!r} matches no group or host of the inventory")
     if subscript is not None:
@@ -98,17 +99,17 @@ def select(data: InventoryData, limit: str) -> list[str]:
     patterns = split_patterns(limit)
     if not patterns:
         raise PatternError("the pattern is empty")
-    chosen: list[str] = []
+    chosen: dict[str, None] = {}  # an ordered set
     for pattern in _ordered(patterns):
         if pattern in data.hosts and pattern[0] not in "!&":
-            if pattern not in chosen:
-                chosen.append(pattern)
+            chosen.setdefault(pattern)
             continue
-        found = set(_matches(data, pattern[1:] if pattern[0] in "!&" else pattern))
+        matched = _matches(data, pattern[1:] if pattern[0] in "!&" else pattern)
+        found = set(matched)
         if pattern[0] == "!":
-            chosen = [h for h in chosen if h not in found]
+            chosen = {h: None for h in chosen if h not in found}
         elif pattern[0] == "&":
-            chosen = [h for h in chosen if h in found]
+            chosen = {h: None for h in chosen if h in found}
         else:
-            chosen.extend(h for h in _matches(data, pattern) if h not in chosen)
-    return chosen
+            chosen.update(dict.fromkeys(matched))
+    return list(chosen)

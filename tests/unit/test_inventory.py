@@ -17,6 +17,8 @@ import pytest
 
 from fleetaudit.errors import InventoryError
 from fleetaudit.inventory import expand_host_pattern, load_inventories, load_inventory
+from fleetaudit.inventory.data import InventoryData
+from fleetaudit.inventory.files import read_source
 from fleetaudit.inventory.listing import as_ansible_list
 from fleetaudit.inventory.ranges import RangeError
 from fleetaudit.inventory_script import run_inventory_script
@@ -113,6 +115,27 @@ def test_ini_hosts_groups_and_values(tmp_path):
     assert hosts["lonely.example.org"].groups == []
     assert www.origins["address"].endswith("hosts.ini:5 ansible_ssh_host")
     assert www.origins["user"].endswith("hosts.ini:9 ansible_user")
+
+
+def test_membership_sets_follow_the_lists_through_ungrouped_and_limits(tmp_path):
+    """Groups keep a set beside their host and child lists (a list's `in` made a
+    99,999-host group quadratic): the lists keep Ansible's order and no duplicate, and
+    a host that leaves `ungrouped` at the end leaves both."""
+    path = write(tmp_path, "hosts", "u1\nh3\nu2\nh1\n[web]\nh[1:4]\nh2\n[db]\nh3\nu2\n"
+                                    "[all:children]\nweb\ndb\nweb\n")
+    data = InventoryData()
+    read_source(path, data, None)
+    data.reconcile()
+    for group in data.groups.values():
+        assert group.host_set == set(group.hosts) and len(group.hosts) == len(group.host_set)
+        assert group.child_set == set(group.children)
+    assert data.groups["ungrouped"].hosts == ["u1"]
+    assert data.groups["web"].hosts == ["h1", "h2", "h3", "h4"]
+    listing = as_ansible_list(load_inventory(path))  # as ansible-inventory --list says
+    assert listing["all"]["children"] == data.groups["all"].children == ["ungrouped", "web",
+                                                                          "db"]
+    assert [h.name for h in load_inventory(path, limit="db:web:u1:db").hosts] == \
+        ["h3", "u2", "h1", "h2", "h4", "u1"]
 
 
 def test_ini_groups_listed_in_children_before_being_defined(tmp_path):

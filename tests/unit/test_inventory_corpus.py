@@ -51,7 +51,8 @@ def _case(folder: Path) -> tuple[list[Path], dict[str, Any]]:
 
 
 def _groups(listing: dict[str, Any]) -> dict[str, tuple[list[str], list[str]]]:
-    return {name: (sorted(body.get("hosts", [])), sorted(body.get("children", [])))
+    """Each group's direct hosts and children, in Ansible's order (`ungrouped` first)."""
+    return {name: (body.get("hosts", []), body.get("children", []))
             for name, body in listing.items() if name != "_meta"}
 
 

@@ -55,7 +55,7 @@ class Endpoint(BaseModel):
     user: str | None = None  # None: the local user, as asyncssh and ssh do
     key_file: str | None = None  # the inventory's key: it must exist
     identity_files: tuple[str, ...] = ()  # ssh_config's IdentityFile (missing ones skipped)
-    identities_only: bool = False
+    identities_only: bool = False  # IdentitiesOnly: the agent offers only those keys' own
     known_hosts: tuple[str, ...] = ()  # ssh_config's UserKnownHostsFile; () = default
     host_key_policy: str | None = None  # from StrictHostKeyChecking: strict|accept-new|off
     connect_timeout: float | None = None

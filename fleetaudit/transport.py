@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 import asyncssh
+from asyncssh.public_key import load_default_identities
 from pydantic import BaseModel, ConfigDict
 
 from fleetaudit.errors import (
@@ -535,6 +536,21 @@ async def _client_keys(endpoint: Endpoint) -> list[asyncssh.SSHKey] | tuple[()]:
     return keys
 
 
+def _agent_identities(endpoint: Endpoint,
+                      keys: list[asyncssh.SSHKey] | tuple[()]) -> list[bytes] | None:
+    """ssh_config's IdentitiesOnly: the public keys the agent may offer, those of the key
+    files named (or, none named, of ssh's default ones), as OpenSSH; None: any agent key."""
+    if not endpoint.identities_only:
+        return None
+    named = [endpoint.key_file] if endpoint.key_file else []
+    named += endpoint.identity_files
+    if not named:
+        return list(load_default_identities())
+    found = [key.public_data for key in keys]  # an encrypted key's comes from its .pub
+    found += [public.public_data for public in map(_public_key_of, map(Path, named)) if public]
+    return found
+
+
 def resolve(host: InventoryHost, options: SSHOptions) -> SSHTarget:
     """The host's SSH target; an unusable ssh_config is this host's ConnectError here."""
     try:
@@ -585,6 +601,7 @@ async def _open(endpoint: Endpoint, where: str, options: SSHOptions,
     files = _known_hosts_files(options, endpoint)
     known = None if policy is HostKeyPolicy.OFF else _read_known_hosts(files, policy)
     keys = await _client_keys(endpoint)
+    identities = _agent_identities(endpoint, keys)
     timeout = min(options.connect_timeout, endpoint.connect_timeout or options.connect_timeout)
     # Host keys are looked up by the name ssh_config gives, and by the address we reach.
     alias = endpoint.host_key_alias or (endpoint.host if endpoint.host != where else None)
@@ -601,6 +618,8 @@ async def _open(endpoint: Endpoint, where: str, options: SSHOptions,
                 where, port=port, tunnel=tunnel or (), sock=sock, config=[],
                 username=endpoint.user or (), known_hosts=known, host_key_alias=alias,
                 client_factory=lambda: client, client_keys=keys, passphrase=None,
+                agent_identities=identities or (),  # IdentitiesOnly and no key: no agent
+                agent_path=None if identities == [] else (),
                 connect_timeout=None, login_timeout=login_timeout,
                 keepalive_interval=options.keepalive_interval,
                 keepalive_count_max=options.keepalive_count_max,

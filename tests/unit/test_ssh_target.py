@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import shutil
+import signal
 import socket
+import subprocess
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from fleetaudit import orchestrator
-from fleetaudit.errors import ConfigError
+from fleetaudit.errors import AuthError, ConfigError
+from fleetaudit.host_key_policy import HostKeyPolicy
 from fleetaudit.models import (
     InternalView,
     Inventory,
@@ -22,7 +29,7 @@ from fleetaudit.models import (
 from fleetaudit.orchestrator import AuditOptions, audit_dry_run
 from fleetaudit.reconcile import reconcile_host
 from fleetaudit.ssh_target import parse_jump, resolve_target
-from fleetaudit.transport import SSHOptions
+from fleetaudit.transport import SSHOptions, connect
 
 CONFIG = """\
 # a user's ~/.ssh/config, in the shapes people write
@@ -244,3 +251,102 @@ def test_the_host_result_of_a_jump_host_says_why_it_was_not_scanned():
         "not scanned: reached only through jump host fa-audit@10.99.0.11"]
     assert {v.kind for v in result.ports[0].verdicts} == {VerdictKind.UNKNOWN}
     assert result.ports[0].verdicts[0].message.startswith("not scanned: reached only")
+
+
+# --- IdentitiesOnly: a real ssh-agent, a real SSH server in this process -----------------
+
+
+@pytest.fixture
+def agent(tmp_path, monkeypatch):
+    """An ssh-agent of the test's own (`-a` binds its socket before it forks: no wait)."""
+    if shutil.which("ssh-agent") is None:
+        pytest.skip("ssh-agent is not installed")
+    sock = tmp_path / "agent.sock"
+    said = subprocess.run(["ssh-agent", "-s", "-a", str(sock)], capture_output=True,
+                          text=True, check=True).stdout
+    pid = int(re.search(r"SSH_AGENT_PID=(\d+)", said).group(1))  # type: ignore[union-attr]
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+    try:
+        yield sock
+    finally:
+        os.kill(pid, signal.SIGTERM)
+
+
+def keypair(path: Path, passphrase: str = "") -> asyncssh.SSHKey:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-f", str(path)],
+                   check=True, capture_output=True)
+    return asyncssh.read_public_key(str(path) + ".pub")
+
+
+def offered_keys(config_text: str, accepted: asyncssh.SSHKey, tmp_path: Path,
+                 key_file: str | None = None) -> tuple[list[str], str | None]:
+    """Log in to a server that lists every key it is offered and takes only `accepted`:
+    (fingerprints offered, the error or None)."""
+    offered: list[str] = []
+
+    class Recording(asyncssh.SSHServer):
+        def begin_auth(self, username: str) -> bool:
+            return True
+
+        def public_key_auth_supported(self) -> bool:
+            return True
+
+        def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+            offered.append(key.get_fingerprint())
+            return key.public_data == accepted.public_data
+
+    config = tmp_path / "ssh_config"
+    config.write_text(config_text)
+
+    async def go() -> str | None:
+        server = await asyncssh.create_server(
+            Recording, "127.0.0.1", 0, server_host_keys=[asyncssh.generate_private_key(
+                "ssh-ed25519")])
+        port = server.sockets[0].getsockname()[1]
+        host = InventoryHost(name="h", address="127.0.0.1", port=port, user="nobody",
+                             key_file=key_file)
+        try:
+            transport = await connect(host, "127.0.0.1", SSHOptions(
+                host_key_policy=HostKeyPolicy.OFF, ssh_config=config, connect_timeout=5))
+            await transport.close()
+            return None
+        except AuthError as exc:
+            return str(exc)
+        finally:
+            server.close()
+
+    error = asyncio.run(go())
+    return list(dict.fromkeys(offered)), error
+
+
+def test_identities_only_keeps_the_agent_to_the_named_keys(tmp_path, agent):
+    held = keypair(tmp_path / "held")  # in the agent: the server's one accepted key
+    subprocess.run(["ssh-add", "-q", str(tmp_path / "held")], check=True, capture_output=True)
+    named = keypair(tmp_path / "named")
+    identity = f"Host 127.0.0.1\n    IdentityFile {tmp_path}/named\n"
+    # Without IdentitiesOnly, the agent's key is offered too (as by ssh), and logs in.
+    offered, error = offered_keys(identity, held, tmp_path)
+    assert error is None and held.get_fingerprint() in offered
+    # With it, only the named file's key is: the login is refused.
+    offered, error = offered_keys(identity + "    IdentitiesOnly yes\n", held, tmp_path)
+    assert offered == [named.get_fingerprint()]
+    assert error is not None and "authentication refused for nobody@127.0.0.1" in error
+    # The inventory's key counts as named (ssh -i): the agent's copy of it is used, here
+    # for a file encrypted on disk (fleetaudit never asks for a passphrase); still not
+    # the agent's other key.
+    locked = keypair(tmp_path / "locked")
+    subprocess.run(["ssh-add", "-q", str(tmp_path / "locked")], check=True, capture_output=True)
+    subprocess.run(["ssh-keygen", "-q", "-p", "-N", "secret", "-P", "", "-f",
+                    str(tmp_path / "locked")], check=True, capture_output=True)
+    offered, error = offered_keys(identity + "    IdentitiesOnly yes\n", locked, tmp_path,
+                                  key_file=str(tmp_path / "locked"))
+    assert error is None
+    assert held.get_fingerprint() not in offered and locked.get_fingerprint() in offered
+    # IdentitiesOnly with no key named at all and none of ssh's default files: no agent.
+    home = tmp_path / "home"
+    home.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(home))
+        offered, error = offered_keys("Host 127.0.0.1\n    IdentitiesOnly yes\n", held,
+                                      tmp_path)
+    assert offered == [] and error is not None

@@ -151,9 +151,11 @@ def test_a_command_that_escapes_its_limit_costs_only_itself_and_nothing_stays(fl
         assert result.internal.system is not None and result.internal.system.euid == 0
         assert "ss" in result.internal.tools
         messages = [e.message for e in result.errors]
-        assert any("`ss` did not finish (`ss -tulpnH`)" in m for m in messages), messages
+        # The round's own limit ended it (10 s here, not the 120 s default), on the command
+        # that held it open. How long that took is benchmarks/README.md's, not a bound here.
+        assert any("round stopped (ran past 10s): `ss` did not finish (`ss -tulpnH`)" in m
+                   for m in messages), messages
         print(f"escaped command: round cut and host audited in {elapsed:.1f}s; left: {left}")
-        assert 10 <= elapsed < 60, elapsed
         # Nothing fleetaudit started is left: a second shell ended the first one's session
         # (sshd 9.2 refuses the KILL signal request for root: "session signalling requires
         # privilege separation"). The escaped sleep left that session on purpose (setsid):
@@ -176,7 +178,8 @@ def test_a_blackholed_host_fails_within_the_connect_timeout(fleet):
                                 ssh_options(fleet, connect_timeout=3.0)))
         elapsed = time.monotonic() - started
     print(f"blackholed: failed after {elapsed:.1f}s")
-    assert 3 <= elapsed < 6, elapsed  # --connect-timeout 3
+    # The TCP connect's own limit (--connect-timeout 3) ended it, not the login's (60 s):
+    # the message says which. The time it took is benchmarks/README.md's.
     assert str(caught.value) == (f"timed out connecting to {host.address}:22 (no TCP "
                                  "answer within 3s)")
 
@@ -193,6 +196,10 @@ def test_a_connection_dropped_mid_round_is_named_within_seconds(fleet, tmp_path)
 
     async def go() -> tuple[float, object]:
         transport = await connect(login(fleet, host.name), host.address, options)
+        # What bounds the naming of a drop: the keepalive settings, as asyncssh holds them.
+        held = transport._connection
+        assert (held._keepalive_interval, held._keepalive_count_max) == (
+            options.keepalive_interval, options.keepalive_count_max)
         try:
             task = asyncio.create_task(collect_internal(
                 transport, options=CollectOptions(timeout=120)))
@@ -207,11 +214,14 @@ def test_a_connection_dropped_mid_round_is_named_within_seconds(fleet, tmp_path)
     with planted_ss(host, script):
         elapsed, view = asyncio.run(go())
     limit = options.keepalive_interval * (options.keepalive_count_max + 1)
-    print(f"dropped mid-round: named {elapsed:.1f}s after the drop")
-    assert elapsed < limit + 5, elapsed
+    print(f"dropped mid-round: named {elapsed:.1f}s after the drop (keepalives give up "
+          f"after {limit:.0f}s)")
     assert view.system is not None  # gathered before the drop
+    # Named by the keepalives (their interval x count bounds it: 4 s here), not by the
+    # round's 120 s limit, which would say "ran past 120s".
     cut = [e for e in view.errors if e.startswith("round stopped")]
-    assert cut and "stopped answering" in cut[0] and "`ss` did not finish" in cut[0], cut
+    assert cut and "no reply to SSH keepalives" in cut[0], cut
+    assert "`ss` did not finish" in cut[0] and "ran past" not in cut[0], cut
 
 
 def test_a_dropped_session_raises_a_named_cut(fleet):

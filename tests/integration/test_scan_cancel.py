@@ -70,7 +70,7 @@ def test_cancelling_the_scan_task_stops_its_nmap(single_pass_max_hosts):
     settings = make_settings("quick", PORTS, privileged=os.geteuid() == 0, extra_args=SLOW,
                              single_pass_max_hosts=single_pass_max_hosts)
 
-    async def scenario() -> tuple[list[int], float]:
+    async def scenario() -> list[int]:
         task = asyncio.create_task(scan.scan_fleet(["127.0.0.1"], settings,
                                                    routes={"127.0.0.1": "lo"}))
         started: list[int] = []
@@ -80,16 +80,17 @@ def test_cancelling_the_scan_task_stops_its_nmap(single_pass_max_hosts):
             if started or task.done():
                 break
         assert started, "nmap never started"
-        begin = time.monotonic()
+        assert all(alive(pid) for pid in started) and not task.done()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        return started, time.monotonic() - begin
+        return started
 
-    started, took = asyncio.run(scenario())
+    # 100 ports 1 s apart: nmap alone runs past this test's 60 s limit, so a cancel that
+    # waited for it to end by itself would time the test out, whatever the load.
+    started = asyncio.run(scenario())
     assert [pid for pid in started if alive(pid)] == []  # stopped before the await ended
     assert nmap_children(os.getpid()) == []
-    assert took < 10
 
 
 @pytest.mark.timeout(90)

@@ -109,18 +109,34 @@ def test_a_clean_fake_host_is_audited_ok():
     assert host.status is HostStatus.OK, host.errors
 
 
-def test_a_flooding_host_costs_a_bounded_amount_of_memory():
-    # Issue 11 item 5: 200 MiB of real ss lines, repeated; kept at most the listing's cap.
-    host = FakeHost.load(CAPTURE, faults={"ss": Fault.huge(200 * 1024 * 1024),
-                                          "proc_net": Fault.huge(200 * 1024 * 1024)})
+def collect_peak(host: FakeHost):
+    """The host's view, and the most memory Python held while collecting it."""
     tracemalloc.start()
     try:
         view = collect(host, timeout=60)
-        _, peak = tracemalloc.get_traced_memory()
+        return view, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def test_a_flooding_host_costs_a_bounded_amount_of_memory():
+    # Issue 11 item 5: 200 MiB of real ss lines, repeated; kept at most the listing's cap.
+    view, peak = collect_peak(FakeHost.load(CAPTURE, faults={
+        "ss": Fault.huge(200 * 1024 * 1024), "proc_net": Fault.huge(200 * 1024 * 1024)}))
     assert any("cut" in e for e in view.errors)
     assert view.coverage is not None and view.coverage.gaps
+    assert peak < 64 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_a_host_flooding_its_process_reads_costs_a_bounded_amount_too():
+    # Issue 11 item 5: every read of the listeners' process group (/proc texts, owners,
+    # environment names, executables, maps) floods; the group is cut at its cap as it
+    # streams in, whatever each read prints.
+    group = [f"{kind}.0" for kind in ("proctexts", "owner", "envnames", "exeid", "maps")]
+    view, peak = collect_peak(FakeHost.load(CAPTURE, faults={
+        name: Fault.huge(200 * 1024 * 1024) for name in group}))
+    assert any("cut" in e and "procs.0" in e for e in view.errors), view.errors
+    assert view.sockets  # the listing before it is whole
     assert peak < 64 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB"
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fleetaudit.scan.engine import NO_LISTING
 from tests.browser.test_report_browser import ARTIFACTS
 from tests.integration.labs import running_lab
 
@@ -179,6 +180,16 @@ def test_a_failing_host_is_an_outcome_not_the_end_of_the_run(fleet, tmp_path):
     assert [s for n, s in status.items() if n not in ("ghost", "wrongkey")] == ["ok"] * 3
     ghost = host_result(results, "ghost")
     assert ghost["errors"] and ghost["errors"][0]["stage"] == "connect"
+    # Neither gets the missing-listing note (NO_LISTING, proven on the lab in
+    # test_scanner_lab.py), each for a reason it states or shows: the ghost did not
+    # answer the scan, so nothing was scanned there; wrongkey's address is a collected
+    # host's, whose listing widened the scan of that address.
+    assert {"stage": "scan", "message": "host down in the scan (no-response)"} \
+        in ghost["errors"]
+    wrongkey = host_result(results, "wrongkey")
+    assert wrongkey["audit_status"] == "unreachable"
+    assert [e["stage"] for e in wrongkey["errors"]] == ["connect"]
+    assert NO_LISTING not in {e["message"] for h in results["hosts"] for e in h["errors"]}
 
 
 def test_unknown_host_key_is_refused_under_strict_policy(fleet, tmp_path):

@@ -29,6 +29,7 @@ from fleetaudit.lab.state import LabInfo
 from fleetaudit.models import ExternalHost, Proto, VerdictKind
 from fleetaudit.orchestrator import AuditOptions, run_audit
 from fleetaudit.scan.command import make_settings
+from fleetaudit.scan.engine import NO_LISTING
 from fleetaudit.transport import SSHOptions
 from tests.integration.labs import running_lab
 
@@ -290,6 +291,29 @@ def test_a_real_nmap_killed_mid_version_scan_costs_only_its_batch(fleet, tmp_pat
     (error,) = killed.errors
     assert error.startswith("service detection on tcp ") and "did not finish" in error
     assert not result.run.complete and result.failed == {}
+
+
+@pytest.mark.timeout(120)
+def test_a_host_without_its_listing_keeps_the_profile_and_says_so(fleet):
+    """Real nmap, listings given: the first host's brings its listed ports in; the
+    second's collection failed (None), so its high port stays unscanned and it says why."""
+    first, second = fleet.hosts
+    settings = make_settings("quick", privileged=True)
+
+    async def go() -> scan.FleetScan:
+        loop = asyncio.get_running_loop()
+        listings = {a: loop.create_future() for a in (first.address, second.address)}
+        listings[first.address].set_result(frozenset({(Proto.TCP, LISTED_TCP)}))
+        listings[second.address].set_result(None)
+        return await scan.scan_fleet([first.address, second.address], settings,
+                                     routes={first.address: BRIDGE, second.address: BRIDGE},
+                                     listings=listings)
+
+    result = asyncio.run(go())
+    one, two = result.hosts[first.address], result.hosts[second.address]
+    assert one.errors == [] and by_port(one)[LISTED_TCP].service == "ssh"
+    assert two.errors == [NO_LISTING]
+    assert HIGH_PORT not in by_port(two) and not two.was_scanned(Proto.TCP, HIGH_PORT)
 
 
 # --- the CLI ------------------------------------------------------------------------------

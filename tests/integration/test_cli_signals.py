@@ -101,6 +101,54 @@ def test_a_signal_while_the_command_starts_is_one_line_and_130(tmp_path, signum)
         assert stderr.splitlines() == ["Interrupted: stopped; nothing was written."], stderr
 
 
+NMAP_XML = Path(__file__).resolve().parents[1] / "fixtures" / "nmap" / "sv-connect.xml"
+# From the first line through start-up, the local host's collection, judging, writing and
+# history: the whole of a 1-2 s audit that needs no nmap (its scan is imported).
+AUDIT_DELAYS = [0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.75, 0.9, 1.1, 1.4, 1.8,
+                2.4, 3.0]
+# What --quiet prints of a run that got that far before the signal.
+QUIET_LINES = ("history: ", "policy ", "results: ")
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_signal_in_the_first_seconds_of_an_audit_is_one_line_and_130(tmp_path, signum):
+    """Start-up, before any scan or host: this machine's audit of itself from an imported
+    scan (no nmap, no lab), stopped at each moment of its first seconds."""
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("localhost ansible_connection=local ansible_host=127.0.0.1\n")
+    outcomes = []
+    for i, delay in enumerate(AUDIT_DELAYS if signum == signal.SIGTERM else AUDIT_DELAYS[::2]):
+        out = tmp_path / f"run{i}" / "reports" / "out"
+        env = {**os.environ, "FLEETAUDIT_HISTORY": str(tmp_path / f"run{i}" / "history.sqlite")}
+        cli = subprocess.Popen([sys.executable, "-m", "fleetaudit", "audit", str(inventory),
+                                "--nmap-xml", str(NMAP_XML), "--out", str(out), "--quiet"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env)
+        handlers_in(cli.pid)
+        time.sleep(delay)
+        os.kill(cli.pid, signum)
+        stdout, stderr = cli.communicate(timeout=60)
+        lines = stderr.splitlines()
+        assert "Traceback" not in stderr, (delay, stderr)
+        stopped = [line for line in lines if line.startswith("Interrupted")]
+        if cli.returncode == 0 and not stopped:  # done before the signal came: too late
+            assert stdout == f"{out / 'index.html'}\n", (delay, stdout, stderr)
+            outcomes.append((delay, "finished"))
+            continue
+        assert cli.returncode == 130, (delay, cli.returncode, stderr)
+        assert len(stopped) == 1 and lines[-1] == stopped[0], (delay, stderr)
+        assert all(line.startswith(QUIET_LINES) for line in lines[:-1]), (delay, stderr)
+        # Nothing staged is left beside the report folder, whatever the moment.
+        beside = sorted(p.name for p in out.parent.iterdir()) if out.parent.exists() else []
+        assert beside in ([], ["out"]), (delay, beside)
+        outcomes.append((delay, stopped[0]))
+    # The first signal lands in start-up (the imports alone outlast it), before anything
+    # was audited or written; where the later ones land is the machine's pace, printed.
+    print(outcomes)
+    assert outcomes[0][1] == "Interrupted: stopped; nothing was written.", outcomes
+
+
 def _tgkill(pid: int, tid: int, signum: int) -> None:
     """Send `signum` to one thread of `pid` (os.kill lets the kernel choose)."""
     import ctypes

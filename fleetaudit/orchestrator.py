@@ -544,7 +544,8 @@ async def run_audit(
     keep = _Keeper(journal)
 
     def finish(state: _HostState, says: _ScanSays | None) -> None:
-        result = judge_host(_host_result(state, says), policy, today)
+        result = judge_host(_host_result(state, says, imported=imported is not None),
+                            policy, today)
         judged[id(state)] = result
         keep(lambda j: j.host(result))
         if on_host_done is not None:
@@ -644,7 +645,9 @@ def _scan_ended(task: asyncio.Task[ScanOutcome], states: Sequence[_HostState],
                 key, "the scan did not report this host")))
 
 
-def _host_result(state: _HostState, says: _ScanSays | None) -> HostResult:
+def _host_result(state: _HostState, says: _ScanSays | None, *,
+                 imported: bool = False) -> HostResult:
+    """`imported`: the outside view came from --nmap-xml, whose port list no listing widened."""
     host = state.host
     if state.address is None:
         return HostResult(name=host.name, address=host.address, groups=host.groups,
@@ -678,7 +681,7 @@ def _host_result(state: _HostState, says: _ScanSays | None) -> HostResult:
         internal_missing = state.errors[0].message if state.errors else "not collected"
     ports = reconcile_host(external, state.internal, scanned_address=state.address,
                            external_missing=external_missing, internal_missing=internal_missing,
-                           not_scanned=not_scanned)
+                           not_scanned=not_scanned, imported=imported)
     return HostResult(name=host.name, address=state.address, groups=host.groups,
                       status=state.status, errors=state.errors, ports=ports,
                       internal=state.internal, external=external,

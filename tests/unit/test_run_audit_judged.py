@@ -62,3 +62,12 @@ def test_exit_codes_are_defined_once():
     assert policy.EXIT_CONFIG is exitcodes.ExitCode.CONFIG
     source = (Path(exitcodes.__file__).parent / "cli.py").read_text()
     assert "EXIT_" not in source and "= 130" not in source
+
+
+def test_a_listener_outside_an_imported_scan_says_so():
+    """With --nmap-xml no listing widens the port list: the capture's listeners on ports the
+    imported scan did not cover say that, not that the profile left them out."""
+    [host] = audit(FakeHost.load(CAPTURE), today=date(2025, 1, 1)).results.hosts
+    said = [(p.port, v.message) for p in host.ports for v in p.verdicts]
+    assert any("not in the imported scan" in message for _, message in said), said
+    assert not any("scan's port list" in message for _, message in said), said

@@ -412,8 +412,6 @@ async def _early_pass(runner: _Runner, job: NmapJob, settings: ScanSettings,
                                return_when=asyncio.FIRST_COMPLETED)
             continue
         waiting.difference_update(ready)
-        wave += 1
-        label = "inside" if wave == 1 else f"inside{wave}"
         number = job.name.rsplit("-", 1)[-1]
         for proto in protos:
             wanted: dict[str, frozenset[int]] = {}
@@ -425,6 +423,8 @@ async def _early_pass(runner: _Runner, job: NmapJob, settings: ScanSettings,
                         wanted[key] = ports
             if not wanted:
                 continue
+            wave += 1  # named by the waves that ran a process: udp-inside-01, -inside2-01
+            label = "inside" if wave == 1 else f"inside{wave}"
             batches = inside_batches({given[k]: v for k, v in wanted.items()},
                                      settings.batch_size, alone=settings.inside_per_host)
             runs = await _version_runs(runner, f"{proto.value}-{label}-{number}", proto,

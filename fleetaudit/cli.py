@@ -90,8 +90,8 @@ def _default_out() -> Path:
 
 def _write(results: AuditResults, out_dir: Path,
            formats: Sequence[Format] = DEFAULT_FORMATS, *,
-           evidence: Sequence[tuple[str, bytes]] = (), carry_over: bool = False
-           ) -> ReportPaths:
+           evidence: Sequence[tuple[str, bytes]] = (), carry_over: bool = False,
+           journal_kept: bool = False) -> ReportPaths:
     """The report, whole or not at all (ReportWriteError keeps the previous one).
 
     Written beside out_dir first: a signal then discards it. The swap, and the message
@@ -100,7 +100,10 @@ def _write(results: AuditResults, out_dir: Path,
     """
     from fleetaudit.report.write import stage_report
 
-    interrupt.message = "Interrupted: no report written; any previous one is unchanged."
+    interrupt.message = (
+        f"Interrupted: no report written; the finished hosts are kept in {out_dir / JOURNAL}: "
+        f"run the same command with --resume {out_dir} to write it." if journal_kept else
+        "Interrupted: no report written; any previous one is unchanged.")
     staged = stage_report(results, out_dir, formats, evidence=evidence, carry_over=carry_over)
     try:
         with interrupt.deferred():
@@ -187,7 +190,8 @@ def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
         evidence = outcome.nmap_xml_files if outcome else []
     if history is not None:  # what changed since the last run: in every format
         results = history.compare(results)
-    paths = _write(results, out_dir, tuple(Format), evidence=evidence)
+    paths = _write(results, out_dir, tuple(Format), evidence=evidence,
+                   journal_kept=(out_dir / JOURNAL).exists())
     failed = [h for h in results.hosts if h.status is not HostStatus.OK]
     if results.scan is None:
         say(("No scan result: the external view is missing.", "yellow"))

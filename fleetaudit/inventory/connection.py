@@ -42,6 +42,7 @@ _CONNECTIONS = {"ssh": Connection.SSH, "smart": Connection.SSH, "paramiko": Conn
 # word or an ssh option: no leading dash, no space, quote, $ ; | & ( ) < > ` * ? ! { } \.
 HOST_NAME = re.compile(r"^(?!-)[\w.:%\[\]@+-]{1,253}$")
 _LABEL = re.compile(r"^(?!-)[\w-]{1,63}$")
+_SCOPE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,14}")  # Linux: IFNAMSIZ 16
 USER_NAME = re.compile(r"^(?!-)[\w.@$-]{1,64}$")
 _ROUTE_DEV = re.compile(r"^[\w.@:-]{1,15}$")
 _HOP = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[^\]]+\]|[^:\s\[\]]+)(?::(?P<port>\d+))?$")
@@ -60,9 +61,11 @@ def is_templated(value: Any) -> bool:
 
 
 def valid_address(text: str) -> bool:
-    """An IP address, or a DNS-style host name (no shell or ssh option can hide in it)."""
+    """An IP address, or a DNS-style host name (no shell or ssh option can hide in it).
+    An IPv6 scope is an interface name or number: Python's parser takes any text there."""
     if addresses.is_ip(text):
-        return True
+        scope = text.strip("[]").partition("%")[2]
+        return not scope or bool(_SCOPE.fullmatch(scope))
     labels = text.rstrip(".").split(".")
     return 0 < len(text) <= 253 and all(_LABEL.match(label) for label in labels)
 

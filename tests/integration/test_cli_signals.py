@@ -139,6 +139,9 @@ def test_a_signal_in_the_first_seconds_of_an_audit_is_one_line_and_130(tmp_path,
         assert cli.returncode == 130, (delay, cli.returncode, stderr)
         assert len(stopped) == 1 and lines[-1] == stopped[0], (delay, stderr)
         assert all(line.startswith(QUIET_LINES) for line in lines[:-1]), (delay, stderr)
+        if "no report written" in stopped[0] and (out / "journal.jsonl").exists():
+            # The finished host is kept: the line says how to get its report.
+            assert f"--resume {out}" in stopped[0], (delay, stderr)
         # Nothing staged is left beside the report folder, whatever the moment.
         beside = sorted(p.name for p in out.parent.iterdir()) if out.parent.exists() else []
         assert beside in ([], ["out"]), (delay, beside)

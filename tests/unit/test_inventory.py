@@ -362,10 +362,16 @@ def test_a_variable_alias_bomb_or_loop_is_refused_quickly(tmp_path):
     "h ansible_host='$(reboot)'", "h ansible_host=-oProxyCommand=x",
     "h ansible_user='root;id'", "h ansible_user=-lroot", "h ansible_port=22x",
     "h ansible_ssh_common_args='-o ProxyJump=$(reboot)'",
+    "h ansible_host='fe80::1%-oX y'", "h ansible_host='fe80::1%eth0;id'",
 ])
 def test_hostile_names_users_and_addresses_are_refused_with_their_line(tmp_path, line):
     with pytest.raises(InventoryError, match=r"hosts:3: "):
         load_inventory(write(tmp_path, "hosts", f"[web]\nok1\n{line}\n"))
+
+
+def test_a_link_local_address_keeps_its_interface(tmp_path):
+    [host] = load_inventory(write(tmp_path, "hosts", "[web]\nh ansible_host=fe80::1%eth0\n")).hosts
+    assert host.address == "fe80::1%eth0"
 
 
 def test_nul_bytes_and_bad_utf8_name_the_line(tmp_path):

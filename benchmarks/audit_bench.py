@@ -3,6 +3,7 @@ against each of its parts, in the same run on the same lab, for each fleet size.
 
     .venv/bin/python benchmarks/audit_bench.py [--hosts 50,200,500] [--forks 50]
         [--repeat 1] [--skip-internal] [--summary FILE] [--keep DIR] [--shared-pids]
+        [--sim 1000,5000]
 
 Root only (run it under the lab lock: `flock /tmp/fleetaudit-lab.lock ...`). For each
 size it brings up collect_bench's lab (bridge fa-cb0, 10.99.160.0/20, the internal-view
@@ -18,6 +19,9 @@ plants; each host in a PID namespace of its own, as real hosts are: its `ss -p` 
 5. collection alone: `fleetaudit audit INVENTORY --nmap-xml SCAN.xml`;
 6. `collect_internal` in a child process, collect_bench's in-process collector (unless
    `--skip-internal`), with the part of the CLI's collection-only time it does not cover.
+
+`--sim SIZES` then runs sim_bench.py (the controller alone, simulated hosts, no lab) at
+those sizes, so issue 13's figures all come from one command.
 
 Each fleetaudit process is reaped with os.wait4 by a small helper that forked it (forked
 from this benchmark, it would start with this benchmark's RSS as its ru_maxrss): its
@@ -522,6 +526,8 @@ def main() -> int:
     parser.add_argument("--summary", type=Path,
                         help="append each size's table to this file as soon as it is done")
     parser.add_argument("--keep", type=Path, help="keep the runs' files (XML, reports) here")
+    parser.add_argument("--sim", metavar="SIZES",
+                        help="then sim_bench.py at these simulated fleet sizes (1000,5000)")
     parser.add_argument("--shared-pids", action="store_true",
                         help="lab hosts without PID namespaces (every host sees every "
                              "process of the machine), to measure what that costs")
@@ -550,7 +556,18 @@ def main() -> int:
         if args.summary:
             with args.summary.open("a") as out:
                 out.write("\n".join(lines) + "\n")
-    return 0
+    if args.sim:
+        sim = subprocess.run([sys.executable, str(Path(__file__).with_name("sim_bench.py")),
+                              "--hosts", args.sim], capture_output=True, text=True, check=False)
+        lines = ["== the controller alone (sim_bench.py --hosts " + args.sim + ")",
+                 *sim.stdout.splitlines()]
+        if sim.returncode != 0:
+            lines.append(f"sim_bench.py exited {sim.returncode}: {sim.stderr[-2000:]}")
+        print("\n".join(lines), flush=True)
+        if args.summary:
+            with args.summary.open("a") as out:
+                out.write("\n".join(lines) + "\n")
+    return 0 if not args.sim or sim.returncode == 0 else 1
 
 
 if __name__ == "__main__":

@@ -264,6 +264,7 @@ def _teardown(state_dir: Path, state: LabState) -> list[str]:
     # Start times count from boot: records from another boot match nothing alive now.
     if state.boot_id == proc.boot_id():
         survivors = proc.stop(state.processes)
+        survivors += proc.stop(proc.in_namespaces(state.netns))
         if survivors:
             problems.append("processes would not die: " + ", ".join(
                 f"{p.pid} ({p.host} {p.role})" for p in survivors[:5]))

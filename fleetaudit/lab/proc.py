@@ -202,6 +202,35 @@ def stop(procs: Iterable[RecordedProcess], *, grace: float = 5.0) -> list[Record
     return pending
 
 
+def in_namespaces(netns: Iterable[str]) -> list[RecordedProcess]:
+    """Every process still in one of these named network namespaces (/run/netns), as a
+    record `stop` takes. Once a host's sshd is stopped, what is left there is the lab's
+    too: a session sshd forked per connection outlives it (without a PID namespace) and,
+    its peer cut off when the namespace goes, would wait forever on a dead connection."""
+    wanted: dict[tuple[int, int], str] = {}
+    for ns in netns:
+        with contextlib.suppress(OSError):
+            mounted = os.stat(f"/run/netns/{ns}")
+            wanted[(mounted.st_dev, mounted.st_ino)] = ns
+    found: list[RecordedProcess] = []
+    if not wanted:
+        return found
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            info = os.stat(f"/proc/{pid}/ns/net")
+        except OSError:  # gone, or a kernel thread
+            continue
+        name = wanted.get((info.st_dev, info.st_ino))
+        started = start_time(pid) if name is not None else None
+        if name is not None and started is not None:
+            found.append(RecordedProcess(pid=pid, start_time=started, host=name,
+                                         role="left in the namespace", argv=[]))
+    return found
+
+
 def listening_tcp_ports(pid: int) -> set[int] | None:
     """TCP ports in LISTEN in the network namespace of `pid`, or None if it is gone.
 

@@ -436,15 +436,35 @@ def test_single_host_lab_carries_every_plant_and_comes_down_clean():
     state_dir = _state_dir("one")
     lab.down(state_dir)
     info = lab.up(1, state_dir=state_dir, subnet="10.99.201.0/24", bridge="fa-test1")
+    client: subprocess.Popen[str] | None = None
+    session: list[RecordedProcess] = []
     try:
         pids = _recorded(info)
         assert {p.host for p in info.plants} == {"lab-01"}
         assert {"0.0.0.0:22", "0.0.0.0:24", "0.0.0.0:80", "127.0.0.1:8081",
                 "0.0.0.0:8443", "0.0.0.0:2323"} <= _listeners(info.hosts[0].netns)
         assert len(pids) == 5 and all(proc.is_ours(p) for p in pids)
+        # A session still open when the lab goes down: sshd forked it, nobody recorded it,
+        # and with its namespace gone its peer can never hang up.
+        client = subprocess.Popen(
+            ["ssh", "-F", "/dev/null", "-i", str(info.client_key), "-o", "BatchMode=yes",
+             "-o", f"UserKnownHostsFile={info.known_hosts}", "-o", "IdentitiesOnly=yes",
+             f"root@{info.hosts[0].address}", "echo in; exec sleep 300"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert client.stdout is not None and client.stdout.readline() == "in\n"
+        recorded = {p.pid for p in pids}
+        session = [p for p in proc.in_namespaces([info.hosts[0].netns])
+                   if p.pid not in recorded]
+        assert session, "the open session's processes are in the host's namespace"
     finally:
         lab.down(state_dir)
-    _assert_gone(info, pids)
+    try:
+        _assert_gone(info, pids)
+        assert not [p for p in session if proc.is_ours(p)], session
+    finally:
+        if client is not None:
+            client.kill()
+            client.wait()
     lab.down(state_dir)  # idempotent
 
 

@@ -541,10 +541,15 @@ def main() -> int:
               f"machine: {machine()}",
               "1-min/5-min/15-min load at start: "
               + " ".join(f"{x:.2f}" for x in os.getloadavg())]
-    print("\n".join(header))
-    if args.summary:
-        with args.summary.open("a") as out:
-            out.write("\n".join(header) + "\n")
+
+    def emit(lines: list[str]) -> None:
+        """Print, and append to --summary as soon as it is known."""
+        print("\n".join(lines), flush=True)
+        if args.summary:
+            with args.summary.open("a") as out:
+                out.write("\n".join(lines) + "\n")
+
+    emit(header)
     for hosts in sizes:
         need = hosts * MIB_PER_HOST + MIB_MARGIN
         if _available_mib() < need:
@@ -552,10 +557,7 @@ def main() -> int:
                      f"~{need} MiB needed"]
         else:
             lines = bench_size(hosts, args)
-        print("\n".join(lines), flush=True)
-        if args.summary:
-            with args.summary.open("a") as out:
-                out.write("\n".join(lines) + "\n")
+        emit(lines)
     if args.sim:
         sim = subprocess.run([sys.executable, str(Path(__file__).with_name("sim_bench.py")),
                               "--hosts", args.sim], capture_output=True, text=True, check=False)
@@ -563,10 +565,7 @@ def main() -> int:
                  *sim.stdout.splitlines()]
         if sim.returncode != 0:
             lines.append(f"sim_bench.py exited {sim.returncode}: {sim.stderr[-2000:]}")
-        print("\n".join(lines), flush=True)
-        if args.summary:
-            with args.summary.open("a") as out:
-                out.write("\n".join(lines) + "\n")
+        emit(lines)
     return 0 if not args.sim or sim.returncode == 0 else 1
 
 

@@ -190,8 +190,7 @@ def _audit(inventory: Inventory, options: AuditOptions, out_dir: Path,
         evidence = outcome.nmap_xml_files if outcome else []
     if history is not None:  # what changed since the last run: in every format
         results = history.compare(results)
-    paths = _write(results, out_dir, tuple(Format), evidence=evidence,
-                   journal_kept=(out_dir / JOURNAL).exists())
+    paths = _write(results, out_dir, tuple(Format), evidence=evidence, journal_kept=True)
     failed = [h for h in results.hosts if h.status is not HostStatus.OK]
     if results.scan is None:
         say(("No scan result: the external view is missing.", "yellow"))

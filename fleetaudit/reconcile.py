@@ -50,8 +50,7 @@ UNIDENTIFIED = frozenset({"tcpwrapped", "unknown"})
 # "http-proxy", 8000 "http-alt"); -sV names the protocol. Compare families, not labels.
 _SERVICE_FAMILIES = {
     "http-alt": "http", "http-proxy": "http", "www": "http", "www-http": "http",
-    "https-alt": "https", "ssl/http": "https", "ssl/https": "https",
-    "ssl/imap": "imaps", "ssl/pop3": "pop3s", "ssl/smtp": "smtps", "ldapssl": "ldaps",
+    "https-alt": "https", "ldapssl": "ldaps",
     "microsoft-ds": "smb", "netbios-ssn": "smb",
 }
 # -sV names what runs inside TLS and says tunnel="ssl" beside it: imaps on 993 is "imap"
@@ -292,6 +291,8 @@ def service_family(name: str | None, tunnel: str | None = None) -> str | None:
     if not name:
         return None
     name = name.lower().rstrip("?")
+    if name.startswith("ssl/"):  # nmap's other spelling of a tunnel: ssl/imap
+        name, tunnel = name[4:], "ssl"
     if tunnel == "ssl":
         name = _OVER_TLS.get(name, name)
     return _SERVICE_FAMILIES.get(name, name)

@@ -110,6 +110,9 @@ class InventoryData:
         self.groups: dict[str, Group] = {"all": Group("all"), "ungrouped": Group("ungrouped")}
         self.hosts: dict[str, Host] = {}
         self.warnings: list[str] = []
+        # Containers already found within the limits, by id (kept, so no id is reused): a
+        # range's hosts share one value (`h[1:1000]: {big: ...}`), walked once, not per host.
+        self._within_limits: dict[int, Any] = {}
         self.add_child("all", "ungrouped")  # first of all's children, as in Ansible
 
     def add_group(self, name: str) -> Group:
@@ -136,8 +139,15 @@ class InventoryData:
                 host.groups.append(group)
         return host
 
-    def set_host_var(self, host: Host, key: str, value: Any, where: str) -> None:
+    def _check(self, key: str, value: Any) -> None:
+        if isinstance(value, _CONTAINERS) and id(value) in self._within_limits:
+            return
         check_nesting(key, value)
+        if isinstance(value, _CONTAINERS):
+            self._within_limits[id(value)] = value
+
+    def set_host_var(self, host: Host, key: str, value: Any, where: str) -> None:
+        self._check(key, value)
         host.vars[key] = value
         host.origins[key] = where
 
@@ -149,7 +159,7 @@ class InventoryData:
             except (TypeError, ValueError) as exc:
                 raise GraphError(f"ansible_group_priority {value!r} is not a number") from exc
             return
-        check_nesting(key, value)
+        self._check(key, value)
         group.vars[key] = value
         group.origins[key] = where
 

@@ -23,7 +23,7 @@ import os
 import shlex
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -333,14 +333,14 @@ async def _discover_and_identify(
     for key in given:
         if key not in hosts:
             notes.setdefault(key, []).append(_why_missing(job, found))
-    tried: dict[str, set[tuple[Proto, int]]] = {key: set() for key in hosts}
     if job.phase == "single":  # -sV already ran, in the same process
-        await _inside_pass(runner, job, settings, hosts, listings, [job.proto, *others],
-                           tried)
-        await _merge_early(hosts, early)
+        # Only without listings (scan_jobs: steered scans take two phases), so there is no
+        # listed port to add and no early pass.
+        assert listings is None and early is None
         for address, host in hosts.items():
             views.setdefault(address, []).append(host)
         return
+    tried: dict[str, set[tuple[Proto, int]]] = {key: set() for key in hosts}
 
     extra: dict[str, frozenset[int]] = {}
     if listings is not None:
@@ -402,17 +402,10 @@ async def _early_pass(runner: _Runner, job: NmapJob, settings: ScanSettings,
     probe ends at once. Hosts without a listing are left to the pass after discovery.
     """
     given = {canonical(t): t for t in job.targets}
-    waiting = {key for key in given if key in listings}
     probed: list[_Probed] = []
     wave = 0
-    while waiting:
-        ready = sorted(key for key in waiting if listings[key].done())
-        if not ready:
-            await asyncio.wait([listings[key] for key in waiting],
-                               return_when=asyncio.FIRST_COMPLETED)
-            continue
-        waiting.difference_update(ready)
-        number = job.name.rsplit("-", 1)[-1]
+    number = job.name.rsplit("-", 1)[-1]
+    async for ready in _arrivals(listings, [key for key in given if key in listings]):
         for proto in protos:
             wanted: dict[str, frozenset[int]] = {}
             for key in ready:
@@ -423,17 +416,48 @@ async def _early_pass(runner: _Runner, job: NmapJob, settings: ScanSettings,
                         wanted[key] = ports
             if not wanted:
                 continue
-            wave += 1  # named by the waves that ran a process: udp-inside-01, -inside2-01
-            label = "inside" if wave == 1 else f"inside{wave}"
-            batches = inside_batches({given[k]: v for k, v in wanted.items()},
-                                     settings.batch_size, alone=settings.inside_per_host)
-            runs = await _version_runs(runner, f"{proto.value}-{label}-{number}", proto,
-                                       batches, settings)
-            for vjob, seen, failure in runs:
-                for target in vjob.targets:
-                    key = canonical(target)
-                    probed.append(_Probed(key, proto, wanted[key], seen.get(key), failure))
+            wave += 1
+            name = f"{proto.value}-{_wave_label(wave)}-{number}"
+            for key, asked, seen, failure in await _probe_listed(runner, settings, name, proto,
+                                                                 wanted, given):
+                probed.append(_Probed(key, proto, asked, seen, failure))
     return probed
+
+
+async def _probe_listed(runner: _Runner, settings: ScanSettings, name: str, proto: Proto,
+                        wanted: Mapping[str, frozenset[int]], targets: Mapping[str, str],
+                        ) -> list[tuple[str, frozenset[int], ExternalHost | None, str | None]]:
+    """-sV of each host's listed `proto` ports (`wanted` by key; `targets`: each key's
+    address as scanned), one process per group of equal lists: per host, its key, the
+    ports asked, what nmap saw of it and why it has no (complete) result, if so."""
+    batches = inside_batches({targets[k]: v for k, v in wanted.items()}, settings.batch_size,
+                             alone=settings.inside_per_host)
+    said = []
+    for vjob, seen, failure in await _version_runs(runner, name, proto, batches, settings):
+        for key in map(canonical, vjob.targets):
+            said.append((key, wanted[key], seen.get(key), failure))
+    return said
+
+
+async def _arrivals(listings: Listings, keys: Sequence[str]) -> AsyncIterator[list[str]]:
+    """`keys` in waves as their listings come in: each wave is every key whose listing is
+    in (or that has none to wait for) and was in no earlier wave. The next wave is taken
+    once the caller is done with this one, so listings that came meanwhile share it: one
+    set of nmap processes for them, not one per listing."""
+    waiting = set(keys)
+    while waiting:
+        ready = sorted(k for k in waiting if k not in listings or listings[k].done())
+        if not ready:
+            await asyncio.wait([listings[k] for k in waiting],
+                               return_when=asyncio.FIRST_COMPLETED)
+            continue
+        waiting.difference_update(ready)
+        yield ready
+
+
+def _wave_label(wave: int) -> str:
+    """Named by the waves that ran a process: udp-inside-01-1, then udp-inside2-01-1."""
+    return "inside" if wave == 1 else f"inside{wave}"
 
 
 async def _merge_early(hosts: dict[str, ExternalHost],
@@ -444,8 +468,7 @@ async def _merge_early(hosts: dict[str, ExternalHost],
         return
     for p in await early:
         if p.key in hosts and hosts[p.key].status == "up":
-            seen = with_proto(p.seen, p.proto) if p.seen is not None else None
-            hosts[p.key] = merge_version(hosts[p.key], seen, p.proto, p.asked, p.failure)
+            hosts[p.key] = merge_version(hosts[p.key], p.seen, p.proto, p.asked, p.failure)
 
 
 async def _listings_in_time(listings: Listings, hosts: Iterable[str],
@@ -474,33 +497,26 @@ async def _inside_pass(runner: _Runner, job: NmapJob, settings: ScanSettings,
     per group of hosts with equal lists; `hosts` updated in place. A port already tried
     is never asked again (no retry). Waits for every host's listing: see `Listings`.
 
-    Two waves: the hosts whose listings are in now at once, the others when theirs are
-    all in. One wave for all made every host wait for the last listing of its batch
-    before a slow probe began: 200 lab hosts, the one listed UDP port's -sV (11 s)
-    started 4 s after discovery, when the last host's round 1 ended, and held the run.
+    In waves as listings come (`_arrivals`): one wave for all made every host wait for
+    the last listing of its batch before a slow probe began (200 lab hosts: the one
+    listed UDP port's -sV, 11 s, started when the last host's round 1 ended).
     """
-    if listings is None or not hosts:
+    if listings is None or not hosts or not protos:
         return
-    ready = [k for k in hosts if k in listings and listings[k].done()]
-    rest = [k for k in hosts if k not in ready]
-
-    async def later() -> None:
-        pending = [listings[k] for k in rest if k in listings]
-        if pending:
-            await asyncio.wait(pending)
-        await _inside_wave(runner, job, settings, hosts, listings, protos, tried, rest,
-                           "late" if ready else "inside")
-
-    await asyncio.gather(
-        _inside_wave(runner, job, settings, hosts, listings, protos, tried, ready, "inside"),
-        later())
+    wave = 0
+    async for ready in _arrivals(listings, list(hosts)):
+        if await _inside_wave(runner, job, settings, hosts, listings, protos, tried, ready,
+                              _wave_label(wave + 1)):
+            wave += 1
 
 
 async def _inside_wave(runner: _Runner, job: NmapJob, settings: ScanSettings,
                        hosts: dict[str, ExternalHost], listings: Listings,
                        protos: Sequence[Proto], tried: Mapping[str, set[tuple[Proto, int]]],
-                       keys: Sequence[str], label: str) -> None:
-    """One wave of `_inside_pass`: `keys`, whose listings are all in."""
+                       keys: Sequence[str], label: str) -> bool:
+    """One wave of `_inside_pass`: `keys`, whose listings are all in; True when it ran
+    an nmap process."""
+    ran = False
     got: dict[str, Listing] = {}
     for key in keys:
         listing = _listing(listings.get(key))
@@ -523,19 +539,13 @@ async def _inside_wave(runner: _Runner, job: NmapJob, settings: ScanSettings,
             for key, ports in wanted.items():
                 hosts[key] = mark_not_probed(hosts[key], proto, ports, UDP_NEEDS_ROOT)
             continue
-        by_target = {hosts[k].address: ports for k, ports in wanted.items()}
-        batches = inside_batches(by_target, settings.batch_size,
-                                 alone=settings.inside_per_host)
-        runs = await _version_runs(runner, f"{proto.value}-{label}-{number}", proto, batches,
-                                   settings)
-        for vjob, seen, failure in runs:
-            for target in vjob.targets:
-                key = canonical(target)
-                tried[key] |= {(proto, p) for p in wanted[key]}
-                found = seen.get(key)
-                hosts[key] = merge_version(
-                    hosts[key], with_proto(found, proto) if found is not None else None,
-                    proto, wanted[key], failure)
+        ran = True
+        for key, asked, seen, failure in await _probe_listed(
+                runner, settings, f"{proto.value}-{label}-{number}", proto, wanted,
+                {k: hosts[k].address for k in wanted}):
+            tried[key] |= {(proto, p) for p in asked}
+            hosts[key] = merge_version(hosts[key], seen, proto, asked, failure)
+    return ran
 
 
 def _outcome(key: str, views: Mapping[str, list[ExternalHost]],

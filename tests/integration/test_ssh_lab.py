@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import pytest
@@ -167,20 +168,29 @@ def test_the_ini_inventory_audits_the_same_fleet(fleet, yaml_audit, tmp_path):
 # --- ssh_config alone -----------------------------------------------------------------------
 
 
-def test_a_host_named_only_in_ssh_config(fleet, tmp_path):
-    bastion = fleet.host("lab-bastion").address
+def audit_alias(tmp_path: Path, alias: str, ssh_config: str,
+                ) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    """`fleetaudit audit` of an inventory naming only `alias`, which `ssh_config` defines:
+    the one host's result and the process."""
     config = tmp_path / "ssh_config"
-    config.write_text(f"Host alias1\n    HostName {bastion}\n    User fa-audit\n"
-                      f"    IdentityFile {fleet.client_key}\n"
-                      f"    UserKnownHostsFile {fleet.known_hosts}\n", encoding="utf-8")
+    config.write_text(ssh_config, encoding="utf-8")
     inventory = tmp_path / "inventory.yml"
-    inventory.write_text(f"all:\n  hosts:\n    alias1:\n      fleetaudit_route_dev: {BRIDGE}\n",
+    inventory.write_text(f"all:\n  hosts:\n    {alias}:\n      fleetaudit_route_dev: {BRIDGE}\n",
                          encoding="utf-8")
     out = tmp_path / "out"
     proc = fleetaudit("audit", str(inventory), "--ssh-config", str(config), "--ports", "22",
                       "--out", str(out))
-    results = json.loads((out / "results.json").read_text())
-    [host] = results["hosts"]
+    [host] = json.loads((out / "results.json").read_text())["hosts"]
+    return host, proc
+
+
+def test_a_host_named_only_in_ssh_config(fleet, tmp_path):
+    bastion = fleet.host("lab-bastion").address
+    host, proc = audit_alias(tmp_path, "alias1",
+                             f"Host alias1\n    HostName {bastion}\n    User fa-audit\n"
+                             f"    IdentityFile {fleet.client_key}\n"
+                             f"    UserKnownHostsFile {fleet.known_hosts}\n")
+    inventory, config = tmp_path / "inventory.yml", tmp_path / "ssh_config"
     assert (host["name"], host["address"], host["status"]) == ("alias1", bastion, "ok"), \
         (host["errors"], proc.stderr)
     assert host["internal"]["system"]["euid"] != 0  # logged in as fa-audit, not root
@@ -215,19 +225,13 @@ def test_a_two_hop_jump_chain_set_only_in_ssh_config(fleet, tmp_path,
     hidden = fleet.host("lab-hidden").address
     direct = fail(root(fleet, "lab-bastion"), options(fleet))
     assert "cannot connect" in str(direct) or "refused" in str(direct), direct
-    config = tmp_path / "ssh_config"
-    config.write_text(f"Host deep\n    HostName {hidden}\n    User root\n"
-                      f"    ProxyJump root@{one},fa-audit@{bastion}\n"
-                      f"Host *\n    IdentityFile {fleet.client_key}\n"
-                      f"    UserKnownHostsFile {fleet.known_hosts}\n", encoding="utf-8")
-    inventory = tmp_path / "inventory.yml"
-    inventory.write_text(f"all:\n  hosts:\n    deep:\n      fleetaudit_route_dev: {BRIDGE}\n",
-                         encoding="utf-8")
-    out = tmp_path / "out"
-    proc = fleetaudit("audit", str(inventory), "--ssh-config", str(config), "--ports", "22",
-                      "--out", str(out))
+    host, proc = audit_alias(tmp_path, "deep",
+                             f"Host deep\n    HostName {hidden}\n    User root\n"
+                             f"    ProxyJump root@{one},fa-audit@{bastion}\n"
+                             f"Host *\n    IdentityFile {fleet.client_key}\n"
+                             f"    UserKnownHostsFile {fleet.known_hosts}\n")
+    out, inventory, config = tmp_path / "out", tmp_path / "inventory.yml", tmp_path / "ssh_config"
     results = json.loads((out / "results.json").read_text())
-    [host] = results["hosts"]
     reason = f"not scanned: reached only through jump host root@{one},fa-audit@{bastion}"
     assert host["name"] == "deep" and host["internal"] is not None, (host["errors"],
                                                                      proc.stderr)
